@@ -1,0 +1,1 @@
+"""Data: tfds builders for the embedded datasets, sources by name, transforms, grain pipelines."""

@@ -1,0 +1,129 @@
+"""Building blocks shared by the model families: activations, pooling, LRN.
+
+Pooling and padding follow PyTorch's conventions (explicit symmetric padding, ``ceil_mode``,
+adaptive average pooling) so that torchvision weights give the same numbers here.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from cnnjax.errors import unknown
+
+Array = jax.Array
+
+# The course: leaky ReLU has "a small negative slope (about 0.01)" for x < 0.
+DEFAULT_NEGATIVE_SLOPE = 0.01
+
+ACTIVATIONS: dict[str, Callable[..., Array]] = {
+    "relu": nn.relu,
+    "leaky_relu": nn.leaky_relu,
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "tanh": jnp.tanh,
+}
+
+POOLS = ("max", "avg")
+
+
+def activation(name: str, negative_slope: float = DEFAULT_NEGATIVE_SLOPE) -> Callable[[Array], Array]:
+  """Returns the activation function ``name``; ``negative_slope`` is leaky ReLU's α."""
+  if name not in ACTIVATIONS:
+    raise unknown("activation", name, ACTIVATIONS)
+  if name == "leaky_relu":
+    return functools.partial(nn.leaky_relu, negative_slope=negative_slope)
+  return ACTIVATIONS[name]
+
+
+def check_pool(kind: str) -> str:
+  if kind not in POOLS:
+    raise unknown("pooling", kind, POOLS)
+  return kind
+
+
+def _pool_padding(size: int, window: int, stride: int, pad: int, ceil_mode: bool) -> tuple[int, int]:
+  """(low, high) padding that reproduces PyTorch's output size for one spatial axis."""
+  span = size + 2 * pad - window
+  out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+  if ceil_mode and (out - 1) * stride >= size + pad:  # PyTorch: last window must start inside
+    out -= 1
+  high = max((out - 1) * stride + window - size - pad, 0)
+  return pad, high
+
+
+def pool(x: Array, kind: str, window: int, stride: int, padding: int = 0,
+         ceil_mode: bool = False) -> Array:
+  """2-D max or average pooling over NHWC with PyTorch's padding and ``ceil_mode`` semantics.
+
+  Max pooling pads with -inf. Average pooling counts the explicit ``padding`` zeros (PyTorch's
+  ``count_include_pad=True``) but not the extra cells that ``ceil_mode`` adds, as PyTorch does.
+  """
+  pads = [_pool_padding(x.shape[axis], window, stride, padding, ceil_mode) for axis in (1, 2)]
+  win, strides = (window, window), (stride, stride)
+  if check_pool(kind) == "max":
+    return nn.max_pool(x, win, strides, padding=pads)
+  dims, step = (1, window, window, 1), (1, stride, stride, 1)
+  sums = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, dims, step,
+                               [(0, 0), *pads, (0, 0)])
+  # Divisor: the window's cells inside the explicitly padded input (ceil_mode cells excluded).
+  h, w = x.shape[1] + 2 * padding, x.shape[2] + 2 * padding
+  inside = jnp.ones((1, h, w, 1), x.dtype)
+  extra = [(0, 0), *[(0, hi - padding) for _, hi in pads], (0, 0)]
+  counts = jax.lax.reduce_window(inside, jnp.zeros((), x.dtype), jax.lax.add, dims, step, extra)
+  return sums / counts
+
+
+def adaptive_avg_pool(x: Array, output_size: Sequence[int]) -> Array:
+  """PyTorch's AdaptiveAvgPool2d over NHWC: bin i spans [floor(i·H/o), ceil((i+1)·H/o))."""
+  (h, w), (oh, ow) = x.shape[1:3], output_size
+  if (h, w) == (oh, ow):
+    return x
+  if h % oh == 0 and w % ow == 0:
+    return nn.avg_pool(x, (h // oh, w // ow), (h // oh, w // ow))
+
+  def bins(n: int, o: int) -> list[tuple[int, int]]:
+    return [(i * n // o, -(-(i + 1) * n // o)) for i in range(o)]
+
+  rows = [jnp.mean(x[:, a:b], axis=1, keepdims=True) for a, b in bins(h, oh)]
+  x = jnp.concatenate(rows, axis=1)
+  cols = [jnp.mean(x[:, :, a:b], axis=2, keepdims=True) for a, b in bins(w, ow)]
+  return jnp.concatenate(cols, axis=2)
+
+
+def local_response_norm(x: Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 2.0) -> Array:
+  """PyTorch's LocalResponseNorm across channels (AlexNet 2012, §3.3): x / (k + α/n Σ x²)^β."""
+  sq = jnp.square(x.astype(jnp.float32))
+  c = x.shape[-1]
+  padded = jnp.pad(sq, [(0, 0)] * 3 + [(size // 2, (size - 1) // 2)])
+  window = sum(padded[..., i:i + c] for i in range(size))
+  return (x / jnp.power(k + alpha / size * window, beta)).astype(x.dtype)
+
+
+def conv_padding(padding: int | tuple[int, int]) -> list[tuple[int, int]]:
+  """Explicit symmetric padding (PyTorch's), never 'SAME', which pads asymmetrically."""
+  ph, pw = (padding, padding) if isinstance(padding, int) else padding
+  return [(ph, ph), (pw, pw)]
+
+
+class Pool(nn.Module):
+  """``pool`` as a parameter-free module.
+
+  Per-layer tables (``nn.tabulate``, ``capture_intermediates``) then list each pooling layer by
+  name with its output shape, as the course's VGG-16 table does.
+  """
+
+  kind: str = "max"
+  window: int = 2
+  stride: int = 2
+  padding: int = 0
+  ceil_mode: bool = False
+
+  def __call__(self, x: Array) -> Array:
+    return pool(x, self.kind, self.window, self.stride, self.padding, self.ceil_mode)

@@ -1,0 +1,95 @@
+"""VGG.
+
+Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition",
+ICLR 2015 — Table 1 (configurations A, B, D, E) and §2.1 (the layers).
+
+Five stages of 3×3 convolutions (stride 1, padding 1) with 64/128/256/512/512 filters, each
+stage ending in a 2×2/2 max pool; then fc6 4096 → ReLU → dropout 0.5 → fc7 4096 → ReLU →
+dropout 0.5 → fc8. Convs per stage (``DEPTHS``): vgg11 = A (1,1,2,2,2), vgg13 = B (2,2,2,2,2),
+vgg16 = D (2,2,3,3,3), vgg19 = E (2,2,4,4,4). Parameters (1000 classes): 132,863,336 /
+133,047,848 / 138,357,544 / 143,667,240; the ``_bn`` variants add BatchNorm after every conv
+(2 per channel): 132,868,840 / 133,053,736 / 138,365,992 / 143,678,248.
+
+The form is torchvision's: an adaptive 7×7 average pool before fc6 (the identity at 224×224;
+it lets inputs down to 32×32 through, where the paper's network needs 224), BatchNorm variants
+(not in the paper, which predates BatchNorm), and its initialisation (He normal, fan-out, for
+convs; N(0, 0.01) for dense layers; zero biases), which trains the deep configurations from
+scratch where the paper had to start D and E from a trained A (§3.1).
+
+Layer names are the paper's (as in its Caffe release): ``conv{stage}_{i}`` (``bn{stage}_{i}``),
+``pool{stage}``, ``fc6``, ``fc7``, ``fc8`` — the rows of the course's VGG-16 table — and the same
+in the plain and ``_bn`` variants; ``transfer/tv_vgg.py`` maps torchvision's
+``features.N``/``classifier.N`` onto them. Not included: configurations A-LRN and C (1×1 convs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from cnnjax.models import layers
+from cnnjax.models.spec import ModelSpec
+
+PAPER = "Simonyan & Zisserman 2015, ICLR, Table 1"
+
+WIDTHS = (64, 128, 256, 512, 512)
+
+# Table 1: convolutions per stage of configurations A, B, D, E.
+DEPTHS = {
+    "vgg11": (1, 1, 2, 2, 2),  # A
+    "vgg13": (2, 2, 2, 2, 2),  # B
+    "vgg16": (2, 2, 3, 3, 3),  # D
+    "vgg19": (2, 2, 4, 4, 4),  # E
+}
+
+# torchvision's init (He normal, fan-out, for convs; N(0, 0.01) for dense layers).
+CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+DENSE_INIT = nn.initializers.normal(0.01)
+
+
+class VGG(nn.Module):
+  """VGG of ``depths`` convs per stage (Table 1); ``batch_norm`` adds BN after each conv."""
+
+  depths: tuple[int, ...] = DEPTHS["vgg16"]
+  batch_norm: bool = False
+  num_classes: int = 1000
+  activation: str = "relu"
+  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
+  pool: str = "max"
+  dropout: float = 0.5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    act = layers.activation(self.activation, self.negative_slope)
+    x = x.astype(self.dtype)
+    for s, (depth, width) in enumerate(zip(self.depths, WIDTHS), start=1):
+      for i in range(1, depth + 1):
+        x = nn.Conv(width, (3, 3), padding=layers.conv_padding(1), kernel_init=CONV_INIT,
+                    dtype=self.dtype, name=f"conv{s}_{i}")(x)
+        if self.batch_norm:
+          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                           dtype=self.dtype, name=f"bn{s}_{i}")(x)
+        x = act(x)
+        if s == 1 and i == 1:
+          self.sow("intermediates", "stem", x)
+      x = layers.Pool(self.pool, 2, 2, name=f"pool{s}")(x)
+      self.sow("intermediates", f"stage{s}", x)
+    x = layers.adaptive_avg_pool(x, (7, 7))
+    x = x.reshape(x.shape[0], -1)
+    for name in ("fc6", "fc7"):
+      x = act(nn.Dense(4096, kernel_init=DENSE_INIT, dtype=self.dtype, name=name)(x))
+      if name == "fc7":
+        self.sow("intermediates", "pre_logits", x)
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = nn.Dense(self.num_classes, kernel_init=DENSE_INIT, dtype=self.dtype, name="fc8")(x)
+    return x.astype(jnp.float32)
+
+
+SPECS = tuple(
+    ModelSpec(name + ("_bn" if bn else ""), VGG, fixed=dict(depths=depths, batch_norm=bn),
+              input_size=224, min_input_size=32, paper=PAPER)
+    for name, depths in DEPTHS.items() for bn in (False, True)
+)

@@ -1,0 +1,1 @@
+"""Training: state, optimizers, losses and metrics, pure step functions, and the loop."""

@@ -1,0 +1,248 @@
+"""The training loop and evaluation: the one place that reads the config.
+
+``train(config, workdir)`` sets everything up (and checks it) before compiling, resumes from the
+newest checkpoint in ``workdir/checkpoints`` if there is one, and trains to the end of the plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+from absl import logging
+from flax import linen as nn
+
+from cnnjax import checkpoint, config as config_lib, models, parallel
+from cnnjax.data import pipeline, sources, transforms
+from cnnjax.errors import UserError
+from cnnjax.train import metrics, optim, plots, state as state_lib, step as step_lib
+from cnnjax.train.writers import MetricWriter
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """Everything a run needs, resolved and checked from the config."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: jax.sharding.Mesh
+  model: nn.Module
+  spec: models.ModelSpec
+  train_data: sources.Dataset
+  eval_data: sources.Dataset
+  plan: config_lib.Plan
+  schedule: optax.Schedule
+  tx: optax.GradientTransformation
+  input_fn: Any
+  input_shape: tuple[int, int, int, int]
+
+
+def prepare_workdir(workdir: str) -> str:
+  """Creates ``workdir`` and checks it can be written; a clear error if it can't."""
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_test_{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f"workdir {workdir!r} can't be written: {e.strerror or e}.") from None
+  return workdir
+
+
+def _open_data(config) -> tuple[sources.Dataset, sources.Dataset]:
+  d = config.data
+  train = sources.load(config.dataset, d.train_split, d.data_dir)
+  test = sources.load(config.dataset, d.eval_split, d.data_dir)
+  if d.in_memory:
+    train, test = train.in_memory(), test.in_memory()
+  return train, test
+
+
+def _input_size(spec: models.ModelSpec, native: int, requested: int | None) -> int:
+  if requested is not None:
+    if requested < spec.min_input_size:
+      raise UserError(f"config.data.image_size={requested} is below {spec.name}'s minimum "
+                      f"input size {spec.min_input_size}.")
+    return requested
+  if spec.min_input_size == spec.input_size:  # a fixed-size model (LeNet-5)
+    return spec.input_size
+  return max(native, spec.min_input_size)
+
+
+def check_model_input(model: nn.Module, shape: tuple[int, ...]) -> None:
+  """Traces ``model.init`` abstractly (no compile, no weights): a clear error if it can't run."""
+  try:
+    jax.eval_shape(lambda: state_lib.init_variables(model, jax.random.key(0), shape))
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # shape errors from deep inside flax
+    raise UserError(f"{type(model).__name__} can't take input of shape {shape}: "
+                    f"{str(e).splitlines()[0]}") from None
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str,
+          devices: Sequence[jax.Device] | None = None) -> Setup:
+  """Resolves and checks the whole run without compiling anything."""
+  config_lib.validate(config)
+  workdir = prepare_workdir(workdir)
+  mesh = parallel.make_mesh(devices)
+  parallel.check_batch_size(config.batch_size, mesh)
+  train_data, eval_data = _open_data(config)
+  spec = models.get_spec(config.model)
+  model = models.create(config.model, num_classes=config.num_classes or train_data.num_classes,
+                        **config.model_options)
+  size = _input_size(spec, train_data.image_shape[0], config.data.image_size)
+  channels = config.data.channels or spec.channels
+  input_fn = functools.partial(transforms.to_model_input, size=size, channels=channels,
+                               mean=train_data.mean, std=train_data.std)
+  check_model_input(model, (1, size, size, channels))
+  plan = config_lib.plan(config, len(train_data))
+  o, s = config.optimizer, config.schedule
+  schedule = optim.schedule(s.name, base_lr=o.learning_rate, total_steps=plan.total_steps,
+                            warmup_steps=plan.warmup_steps, decay_steps=plan.decay_steps,
+                            decay_factor=s.decay_factor, final_lr_fraction=s.final_lr_fraction)
+  tx = optim.optimizer(o.name, schedule, momentum=o.momentum, weight_decay=o.weight_decay,
+                       decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps,
+                       grad_clip_norm=o.grad_clip_norm)
+  return Setup(config, workdir, mesh, model, spec, train_data, eval_data, plan, schedule, tx,
+               input_fn, (1, size, size, channels))
+
+
+def _keys(seed: int) -> dict[str, jax.Array]:
+  """Named PRNG streams split once from the root key."""
+  init, dropout = jax.random.split(jax.random.key(seed))
+  return {"init": init, "dropout": dropout}
+
+
+def init_state(s: Setup) -> state_lib.TrainState:
+  """A fresh TrainState, created directly replicated on the mesh."""
+  rep = parallel.replicated(s.mesh)
+  make = lambda key: state_lib.create(state_lib.init_variables(s.model, key, s.input_shape), s.tx)
+  return jax.jit(make, out_shardings=rep)(_keys(s.config.seed)["init"])
+
+
+def compile_steps(s: Setup):
+  """The jitted train and eval steps: batch sharded over ``data``, state replicated."""
+  rep, data = parallel.replicated(s.mesh), parallel.batch_sharding(s.mesh)
+  train = functools.partial(step_lib.train_step, model=s.model, tx=s.tx, input_fn=s.input_fn,
+                            label_smoothing=s.config.label_smoothing,
+                            aux_loss_weight=s.spec.aux_loss_weight)
+  evaluate = functools.partial(step_lib.eval_step, model=s.model, input_fn=s.input_fn)
+  train = jax.jit(train, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
+                  donate_argnums=0)
+  evaluate = jax.jit(evaluate, in_shardings=(rep, data), out_shardings=rep)
+  return train, evaluate
+
+
+def run_eval(s: Setup, eval_fn, state) -> dict[str, float]:
+  """Metrics over every evaluation example exactly once."""
+  sums, n = None, s.mesh.devices.size
+  # Evaluation pads and masks anyway, so its batch is rounded up to a multiple of the devices.
+  global_batch = -(-s.config.eval_batch_size // n) * n
+  batches = pipeline.eval_batches(s.eval_data, global_batch=global_batch,
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count(),
+                                  num_threads=s.config.data.num_threads)
+  for batch in batches:
+    sums = metrics.add(sums, eval_fn(state, parallel.to_global(batch, s.mesh)))
+  return metrics.finalize(jax.device_get(sums), "eval")
+
+
+def _write_config(s: Setup) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(s.workdir, "config.json"), "w") as f:
+      f.write(s.config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def _restore_or_init(s: Setup, mgr):
+  state = init_state(s)
+  restored = checkpoint.restore_latest(mgr, state)
+  if restored is None:
+    return state, None
+  step, state, data_state = restored
+  logging.info("resumed from step %d in %s", step, mgr.directory)
+  return state, data_state
+
+
+def train(config: ml_collections.ConfigDict, workdir: str,
+          devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
+  """Trains (or resumes) the experiment in ``workdir``; returns the final eval metrics."""
+  s = setup(config, workdir, devices)
+  _write_config(s)
+  mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
+  state, data_state = _restore_or_init(s, mgr)
+  stream = pipeline.train_stream(
+      s.train_data, global_batch=config.batch_size, seed=config.seed,
+      max_shift=config.data.max_shift, flip=config.data.flip,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      num_threads=config.data.num_threads)
+  if data_state is not None:
+    stream.set_state(data_state)
+  train_fn, eval_fn = compile_steps(s)
+  start, total = int(state.step), s.plan.total_steps
+  writer = MetricWriter(s.workdir, total_steps=total, start_step=start,
+                        enabled=jax.process_index() == 0)
+  dropout_key = _keys(config.seed)["dropout"]
+  try:
+    state, final = _loop(s, state, stream, train_fn, eval_fn, dropout_key, writer, mgr, start)
+  finally:
+    mgr.wait_until_finished()
+    writer.close()
+  if jax.process_index() == 0:
+    plots.curves(writer.path, os.path.join(s.workdir, "curves.png"), title=config.model)
+  return final
+
+
+def _loop(s: Setup, state, stream, train_fn, eval_fn, dropout_key, writer, mgr, start):
+  config, plan = s.config, s.plan
+  total, final, sums = plan.total_steps, {}, None
+  if start >= total:  # already finished: report the final metrics again
+    return state, run_eval(s, eval_fn, state)
+  tick, tick_step = time.monotonic(), start
+  for step in range(start, total):
+    state, batch_sums = train_fn(state, parallel.to_global(next(stream), s.mesh), dropout_key)
+    sums, done = metrics.add(sums, batch_sums), step + 1
+    if step == start:  # don't count compilation in images/s
+      jax.block_until_ready(sums)
+      tick, tick_step = time.monotonic(), done
+    if done % config.log_every_steps == 0 or done == total:
+      scalars = metrics.finalize(jax.device_get(sums), "train")
+      now = time.monotonic()
+      if done > tick_step:
+        scalars["train/images_per_sec"] = (done - tick_step) * config.batch_size / (now - tick)
+      scalars["train/learning_rate"] = float(s.schedule(step))
+      writer.write(done, scalars)
+      sums, tick, tick_step = None, now, done
+    writer.progress(done)
+    if done == total or (plan.eval_every_steps and done % plan.eval_every_steps == 0):
+      final = run_eval(s, eval_fn, state)
+      writer.write(done, final)
+    if done == total or done % config.checkpoint_every_steps == 0:
+      checkpoint.save(mgr, done, state, stream.get_state())
+  return state, final
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str,
+             devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
+  """Evaluates the newest checkpoint in ``workdir`` on the eval split; writes eval.json."""
+  s = setup(config, workdir, devices)
+  mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
+  restored = checkpoint.restore_latest(mgr, init_state(s))
+  if restored is None:
+    raise UserError(f"no checkpoint in {mgr.directory} to evaluate; train first.")
+  step, state, _ = restored
+  result = {"step": step, **run_eval(s, compile_steps(s)[1], state)}
+  if jax.process_index() == 0:
+    with open(os.path.join(s.workdir, "eval.json"), "w") as f:
+      json.dump(result, f, indent=2)
+  return result

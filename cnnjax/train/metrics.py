@@ -1,0 +1,54 @@
+"""Losses and classification metrics as pure functions.
+
+Metrics are (sum, count) pairs so that averages over batches, devices and padded evaluation
+batches are exact: ``finalize`` divides once at the end.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Array = jax.Array
+
+
+def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0) -> Array:
+  """Per-example softmax cross-entropy with optional label smoothing (Szegedy et al. 2016)."""
+  targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def topk_correct(logits: Array, labels: Array, k: int) -> Array:
+  """1.0 where the label is among the ``k`` highest logits (ties broken by index), else 0.0."""
+  k = min(k, logits.shape[-1])
+  label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+  # Rank of the label = how many classes beat it (strictly, or equal with a lower index).
+  idx = jnp.arange(logits.shape[-1])
+  beats = (logits > label_logit) | ((logits == label_logit) & (idx < labels[:, None]))
+  return (jnp.sum(beats, axis=-1) < k).astype(jnp.float32)
+
+
+def classification_sums(logits: Array, labels: Array, mask: Array | None = None,
+                        loss: Array | None = None) -> dict[str, Array]:
+  """Sums of loss, top-1 and top-5 hits over the unmasked examples, and their count."""
+  mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+  loss = cross_entropy(logits, labels) if loss is None else loss
+  return {
+      "loss": jnp.sum(loss * mask),
+      "top1": jnp.sum(topk_correct(logits, labels, 1) * mask),
+      "top5": jnp.sum(topk_correct(logits, labels, 5) * mask),
+      "count": jnp.sum(mask),
+  }
+
+
+def add(a: dict[str, Array] | None, b: dict[str, Array]) -> dict[str, Array]:
+  return b if a is None else jax.tree.map(jnp.add, a, b)
+
+
+def finalize(sums: dict[str, Array], prefix: str) -> dict[str, float]:
+  """Sums → averages named ``prefix/key``; the count is dropped."""
+  count = float(sums["count"])
+  return {f"{prefix}/{k}": float(v) / max(count, 1.0) for k, v in sums.items() if k != "count"}

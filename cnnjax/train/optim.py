@@ -1,0 +1,70 @@
+"""Optimizers and learning-rate schedules from explicit arguments (the loop reads the config).
+
+Weight decay: ``adamw`` decouples it (Loshchilov & Hutter); for ``sgd``, ``momentum``, ``nesterov``
+and ``adam`` it is L2 added to the gradient, as PyTorch's ``weight_decay`` does. Only kernels
+(rank ≥ 2) decay unless ``decay_all`` is set: biases and BatchNorm scales are left alone.
+"""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+from cnnjax.errors import unknown
+
+SCHEDULES = ("constant", "cosine", "step")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+
+
+def schedule(name: str, *, base_lr: float, total_steps: int, warmup_steps: int = 0,
+             decay_steps: tuple[int, ...] = (), decay_factor: float = 0.1,
+             final_lr_fraction: float = 0.0) -> optax.Schedule:
+  """Linear warm-up from 0 to ``base_lr`` over ``warmup_steps``, then ``name``:
+
+  * ``constant``;
+  * ``cosine``: down to ``final_lr_fraction·base_lr`` at ``total_steps``;
+  * ``step``: times ``decay_factor`` at each step in ``decay_steps`` (counted from the start).
+  """
+  if name not in SCHEDULES:
+    raise unknown("schedule", name, SCHEDULES)
+  rest = max(total_steps - warmup_steps, 1)
+  if name == "constant":
+    main = optax.constant_schedule(base_lr)
+  elif name == "cosine":
+    main = optax.cosine_decay_schedule(base_lr, rest, alpha=final_lr_fraction)
+  else:
+    boundaries = {int(s) - warmup_steps: decay_factor for s in decay_steps if s > warmup_steps}
+    main = optax.piecewise_constant_schedule(base_lr, boundaries)
+  if warmup_steps <= 0:
+    return main
+  warm = optax.linear_schedule(0.0, base_lr, warmup_steps)
+  return optax.join_schedules([warm, main], [warmup_steps])
+
+
+def _kernels_only(params):
+  return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, momentum: float = 0.9,
+              weight_decay: float = 0.0, decay_all: bool = False, b1: float = 0.9,
+              b2: float = 0.999, eps: float = 1e-8,
+              grad_clip_norm: float | None = None) -> optax.GradientTransformation:
+  """The optax optimizer ``name``; see the module docstring for weight decay."""
+  if name not in OPTIMIZERS:
+    raise unknown("optimizer", name, OPTIMIZERS)
+  mask = None if decay_all else _kernels_only
+  chain = []
+  if grad_clip_norm:
+    chain.append(optax.clip_by_global_norm(grad_clip_norm))
+  if name == "adamw":
+    chain.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                             mask=mask))
+    return optax.chain(*chain)
+  if weight_decay:
+    chain.append(optax.add_decayed_weights(weight_decay, mask=mask))
+  if name == "adam":
+    chain.append(optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
+  else:
+    chain.append(optax.sgd(learning_rate, momentum=None if name == "sgd" else momentum,
+                           nesterov=name == "nesterov"))
+  return optax.chain(*chain)

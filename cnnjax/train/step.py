@@ -1,0 +1,52 @@
+"""Pure train and eval steps. The loop binds the static parts with ``functools.partial`` and
+compiles them with ``jax.jit`` over the mesh."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+
+from cnnjax.train import metrics
+from cnnjax.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+
+
+def train_step(state: TrainState, batch: Batch, key: jax.Array, *, model: nn.Module,
+               tx: optax.GradientTransformation, input_fn: Callable[[jax.Array], jax.Array],
+               label_smoothing: float = 0.0, aux_loss_weight: float = 0.0
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step on ``batch``; dropout draws from ``fold_in(key, step)``.
+
+  The loss is the mean cross-entropy plus ``aux_loss_weight`` times that of each auxiliary head
+  (GoogLeNet, Inception v3). Returns the new state and metric sums of the main head.
+  """
+  x, labels = input_fn(batch["image"]), batch["label"]
+  dropout_key = jax.random.fold_in(key, state.step)
+
+  def loss_fn(params):
+    variables = {**state.variables(), "params": params}
+    logits, new = model.apply(variables, x, train=True, rngs={"dropout": dropout_key},
+                              mutable=["batch_stats", "intermediates"])
+    per_example = metrics.cross_entropy(logits, labels, label_smoothing)
+    loss = jnp.mean(per_example)
+    for aux in new.get("intermediates", {}).get("aux_logits", ()):
+      loss += aux_loss_weight * jnp.mean(metrics.cross_entropy(aux, labels, label_smoothing))
+    return loss, (logits, per_example, new.get("batch_stats", {}))
+
+  grads, (logits, per_example, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            batch_stats=batch_stats, opt_state=opt_state)
+  return new_state, metrics.classification_sums(logits, labels, loss=per_example)
+
+
+def eval_step(state: TrainState, batch: Batch, *, model: nn.Module,
+              input_fn: Callable[[jax.Array], jax.Array]) -> dict[str, jax.Array]:
+  """Metric sums over the rows of ``batch`` whose ``mask`` is 1."""
+  logits = model.apply(state.variables(), input_fn(batch["image"]), train=False)
+  return metrics.classification_sums(logits, batch["label"], batch.get("mask"))

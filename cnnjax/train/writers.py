@@ -1,0 +1,97 @@
+"""Where metrics go: WORKDIR/metrics.jsonl, TensorBoard event files, and the terminal.
+
+On a terminal a progress bar shows loss, images/s and ETA; otherwise (logs, CI) a plain line is
+printed at each logging step. Only process 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def truncate_after(path: str, step: int) -> None:
+  """Drops lines logged after ``step`` (a resumed run logs those steps again)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
+def read_metrics(path: str) -> list[dict[str, Any]]:
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricWriter:
+  """Writes scalar metrics per step to JSON lines and TensorBoard, and reports progress."""
+
+  def __init__(self, workdir: str, *, total_steps: int, start_step: int, enabled: bool = True,
+               stream=None):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self.total_steps = total_steps
+    self.stream = stream or sys.stderr
+    self.bar = None
+    self.tb = None
+    self._start = (time.monotonic(), start_step)
+    if not enabled:
+      return
+    truncate_after(self.path, start_step)
+    self.jsonl = open(self.path, "a")  # pylint: disable=consider-using-with
+    self.tb = SummaryWriter(logdir=workdir)
+    if self.stream.isatty():
+      self.bar = tqdm(total=total_steps, initial=start_step, unit="step", file=self.stream,
+                      dynamic_ncols=True)
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    """Logs ``scalars`` at ``step`` everywhere."""
+    if not self.enabled:
+      return
+    for k, v in scalars.items():
+      if not math.isfinite(v):
+        raise FloatingPointError(f"{k} is {v} at step {step}: training diverged "
+                                 "(lower the learning rate or check the data).")
+    self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+    self.jsonl.flush()
+    for k, v in scalars.items():
+      self.tb.add_scalar(k, v, step)
+    self.tb.flush()
+    if self.bar is None:
+      shown = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
+      print(f"step {step}/{self.total_steps} {self._eta(step)} {shown}", file=self.stream,
+            flush=True)
+
+  def progress(self, step: int, **postfix: float) -> None:
+    """Moves the progress bar to ``step`` (no-op without a terminal)."""
+    if self.bar is not None:
+      self.bar.update(step - self.bar.n)
+      self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
+
+  def _eta(self, step: int) -> str:
+    t0, s0 = self._start
+    done = step - s0
+    if done <= 0:
+      return "eta ?"
+    left = (time.monotonic() - t0) / done * (self.total_steps - step)
+    return f"eta {int(left // 60)}m{int(left % 60):02d}s"
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()
+    if self.tb is not None:
+      self.tb.close()
+      self.jsonl.close()

@@ -1,0 +1,1 @@
+"""Transfer learning: importing torchvision weights, strict merges, freezing."""

@@ -1,0 +1,43 @@
+"""torchvision AlexNet state dict → our ``alexnet`` variables (``cnnjax/models/alexnet.py``).
+
+torchvision's ``features.N`` / ``classifier.N`` indices become the paper's layer names; fc6 reads
+the flattened 256×6×6 map, so its rows are permuted from (C, H, W) to our (H, W, C) order. The
+2012 two-tower form (``original=True``) and ZFNet have no torchvision weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cnnjax.transfer import torch_layout
+
+# torchvision module path → our module name.
+_NAMES = {
+    "features.0": "conv1", "features.3": "conv2", "features.6": "conv3", "features.8": "conv4",
+    "features.10": "conv5", "classifier.1": "fc6", "classifier.4": "fc7", "classifier.6": "fc8",
+}
+
+_IMAGENET = dict(weights="IMAGENET1K_V1", input_size=224, resize_size=256, crop_size=224,
+                 interpolation="bilinear", mean=(0.485, 0.456, 0.406),
+                 std=(0.229, 0.224, 0.225), transform_input=False)
+
+TORCHVISION: dict[str, str] = {"alexnet": "alexnet"}
+
+# torchvision's IMAGENET1K_V1 eval transform; top1 is torchvision's reported accuracy.
+PREPROCESSING: dict[str, dict] = {"alexnet": dict(_IMAGENET, top1=56.522)}
+
+
+def _rename(module: str) -> torch_layout.FlaxPath:
+  if module not in _NAMES:
+    raise ValueError(f"unexpected torchvision AlexNet module {module!r}; "
+                     f"expected one of {', '.join(_NAMES)}")
+  return (_NAMES[module],)
+
+
+def convert_alexnet(state_dict: Mapping[str, Any]) -> dict[str, dict]:
+  """torchvision ``alexnet`` state dict → ``{'params': ...}`` for ``create('alexnet')``."""
+  return torch_layout.to_flax(state_dict, _rename, flatten={"classifier.1": (256, 6, 6)})
+
+
+CONVERTERS: dict[str, Callable[[Mapping[str, Any]], dict]] = {"alexnet": convert_alexnet}

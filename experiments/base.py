@@ -1,0 +1,73 @@
+"""Every config key cnnjax reads, with its one default. Experiment files start from this.
+
+Durations are in epochs of the training split (``num_epochs``), or in steps when ``num_steps``
+is set; schedules are given in epochs and converted to steps in code from the final config, so
+command-line overrides of the batch size or the duration never leave them stale.
+"""
+
+from ml_collections import ConfigDict, FieldReference
+
+
+def _none(kind):
+  """A field that defaults to None but can be overridden from the command line."""
+  return FieldReference(None, field_type=kind)
+
+
+def get_config(arg=None):
+  del arg
+  c = ConfigDict()
+  c.seed = 0
+  c.model = "lenet5"
+  # Options passed to cnnjax.models.create; None keeps the model's own default.
+  c.model_options = ConfigDict({
+      "activation": _none(str),  # relu | leaky_relu | elu | gelu
+      "negative_slope": _none(float),  # leaky ReLU's slope for x < 0
+      "pool": _none(str),  # max | avg
+      "dropout": _none(float),
+      "dtype": "float32",  # compute precision: float32 | bfloat16
+  })
+  c.num_classes = _none(int)  # default: the dataset's number of classes
+
+  c.dataset = "mnist5k"  # embedded: mnist5k, uci_digits; or any prepared tfds dataset
+  c.data = ConfigDict({
+      "data_dir": _none(str),  # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
+      "train_split": "train",
+      "eval_split": "test",
+      "image_size": _none(int),  # default: the data's size, raised to the model's minimum
+      "channels": _none(int),  # default: the model's input channels (grey is tiled)
+      "max_shift": 0,  # random translation by up to this many pixels
+      "flip": False,  # random left-right flips
+      "in_memory": True,  # decode the splits once into memory (small datasets)
+      "num_threads": 2,  # grain reader threads
+  })
+
+  c.batch_size = 128  # global, over all devices and processes
+  c.eval_batch_size = 512  # rounded up to a multiple of the devices; padded and masked
+  c.num_epochs = 10.0
+  c.num_steps = _none(int)  # overrides num_epochs when set
+
+  c.optimizer = ConfigDict({
+      "name": "adam",  # sgd | momentum | nesterov | adam | adamw
+      "learning_rate": 1e-3,
+      "momentum": 0.9,
+      "weight_decay": 0.0,
+      "decay_all": False,  # also decay biases and norm scales
+      "b1": 0.9,
+      "b2": 0.999,
+      "eps": 1e-8,
+      "grad_clip_norm": _none(float),
+  })
+  c.schedule = ConfigDict({
+      "name": "cosine",  # constant | cosine | step
+      "warmup_epochs": 0.0,
+      "decay_epochs": (),  # for "step": epochs at which the rate is multiplied by decay_factor
+      "decay_factor": 0.1,
+      "final_lr_fraction": 0.0,  # for "cosine"
+  })
+  c.label_smoothing = 0.0
+
+  c.log_every_steps = 50
+  c.eval_every_epochs = 1.0  # 0: evaluate only at the end
+  c.checkpoint_every_steps = 500
+  c.keep_checkpoints = 3
+  return c

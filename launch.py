@@ -1,0 +1,118 @@
+"""cnnjax's one entry point.
+
+  python launch.py --config=experiments/lenet_mnist.py --workdir=runs/lenet
+  python launch.py --config=experiments/lenet_mnist.py --workdir=runs/lenet --mode=eval
+  python launch.py --config=experiments/lenet_mnist.py:original --config.batch_size=256 ...
+
+Bad input (an unknown model, dataset or config key, a wrong type, a missing file, a workdir that
+can't be written, ...) ends with one line ``error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+MODES = ("train", "eval")
+
+config_flags.DEFINE_config_file("config", None, "Experiment file: experiments/NAME.py[:ARG].",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
+flags.DEFINE_enum("mode", "train", MODES, "What to do with the experiment.")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize (multi-host runs).")
+flags.DEFINE_string("coordinator", None, "With --distributed: coordinator host:port.")
+flags.DEFINE_integer("num_processes", None, "With --distributed: number of processes.")
+flags.DEFINE_integer("process_id", None, "With --distributed: this process's index.")
+FLAGS = flags.FLAGS
+
+
+def fail(message: str) -> None:
+  """The one way launch.py reports bad input: a single line and exit code 2."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _config_path(argv: list[str]) -> str | None:
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1].partition(":")[0]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1].partition(":")[0]
+  return None
+
+
+def _override_error(argv: list[str], error: Exception) -> str:
+  """One line for a bad ``--config.key=value``: which key, and the close match if any."""
+  text = str(error).replace("\\", "")
+  bad = next((a.split("=", 1)[0][2:] for a in argv if a.startswith("--config.")
+              and a.split("=", 1)[0][9:].split(".")[-1] in text), None)
+  close = re.search(r'Did you mean "([^"]+)"', text)
+  hint = f" Did you mean {close.group(1)!r}?" if close else ""
+  if isinstance(error, (AttributeError, KeyError)) and bad:
+    return f"unknown config key {bad!r}.{hint} See experiments/base.py for every key."
+  return f"bad --config override: {text.splitlines()[0] if text else type(error).__name__}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with every problem reported as one line (absl would exit 1)."""
+  path = _config_path(argv)
+  if path is not None and not os.path.isfile(path):
+    fail(f"config file {path!r} does not exist (experiment files live in experiments/).")
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e).splitlines()[0])
+  except (OSError, KeyError, AttributeError, TypeError, ValueError, SyntaxError) as e:
+    fail(_override_error(argv, e))
+  return []
+
+
+def _load_config():
+  try:
+    return FLAGS.config
+  except Exception as e:  # pylint: disable=broad-except  # a broken experiment file
+    cause = e.__cause__ or e.__context__ or e
+    fail(f"can't load --config: {type(cause).__name__}: {str(cause).splitlines()[0]}")
+
+
+def _compilation_cache() -> None:
+  import jax  # pylint: disable=import-outside-toplevel
+  cache = os.environ.get("CNNJAX_CACHE", os.path.expanduser("~/.cache/cnnjax/jax"))
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value.")
+  config = _load_config()
+  if config is None:
+    fail("--config is required, e.g. --config=experiments/lenet_mnist.py.")
+  if FLAGS.workdir is None:
+    fail("--workdir is required, e.g. --workdir=runs/lenet.")
+  if not FLAGS["verbosity"].present:  # orbax logs every save at INFO; -v 0 brings it back
+    logging.set_verbosity(logging.WARNING)
+  from cnnjax.errors import UserError  # pylint: disable=import-outside-toplevel
+  from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
+  if FLAGS.distributed:
+    from cnnjax import parallel  # pylint: disable=import-outside-toplevel
+    parallel.initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+  _compilation_cache()
+  try:
+    if FLAGS.mode == "train":
+      result = loop.train(config, FLAGS.workdir)
+    else:
+      result = loop.evaluate(config, FLAGS.workdir)
+  except UserError as e:
+    fail(str(e))
+  logging.info("final: %s", result)
+  print("final " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in result.items()))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,62 @@
+"""Data parallelism: a train step on 8 devices equals the same step on 1 device."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+
+from cnnjax import parallel
+from cnnjax.errors import UserError
+from cnnjax.train import state as state_lib, step as step_lib
+
+
+class TinyBN(nn.Module):
+  """A small conv net with BatchNorm, whose statistics must be global-batch statistics."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.Conv(8, (3, 3))(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+    x = nn.relu(x)
+    return nn.Dense(10)(jnp.mean(x, axis=(1, 2)))
+
+
+def _one_step(devices, batch):
+  mesh = parallel.make_mesh(devices)
+  model, tx = TinyBN(), optax.sgd(0.1, momentum=0.9)
+  variables = state_lib.init_variables(model, jax.random.key(0), (1, 8, 8, 1))
+  state = parallel.replicate(state_lib.create(variables, tx), mesh)
+  fn = functools.partial(step_lib.train_step, model=model, tx=tx,
+                         input_fn=lambda x: x.astype(jnp.float32) / 255.0)
+  rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  fn = jax.jit(fn, in_shardings=(rep, data, rep), out_shardings=(rep, rep))
+  global_batch = parallel.to_global(batch, mesh)
+  assert len(global_batch["image"].sharding.device_set) == len(devices)
+  new_state, sums = fn(state, global_batch, jax.random.key(1))
+  return jax.device_get(new_state), jax.device_get(sums)
+
+
+def test_eight_devices_match_one():
+  assert jax.device_count() == 8, "conftest sets 8 virtual CPU devices"
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (16, 8, 8, 1), dtype=np.uint8),
+           "label": rng.integers(0, 10, 16).astype(np.int32)}
+  one_state, one_sums = _one_step(jax.devices()[:1], batch)
+  eight_state, eight_sums = _one_step(jax.devices(), batch)
+  for a, b in zip(jax.tree.leaves(one_state), jax.tree.leaves(eight_state)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # The running statistics moved, and moved identically (global-batch statistics).
+  assert not np.allclose(one_state.batch_stats["BatchNorm_0"]["mean"], 0)
+  for k in one_sums:
+    np.testing.assert_allclose(one_sums[k], eight_sums[k], rtol=1e-5)
+
+
+def test_batch_size_must_divide_over_devices():
+  mesh = parallel.make_mesh(jax.devices())
+  parallel.check_batch_size(16, mesh)
+  with pytest.raises(UserError, match=r"batch_size=12 is not divisible by the 8 devices"):
+    parallel.check_batch_size(12, mesh)
