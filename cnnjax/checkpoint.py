@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -39,3 +40,20 @@ def restore_latest(mgr: ocp.CheckpointManager, like: Any) -> tuple[int, Any, dic
   restored = mgr.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract(like)), data=ocp.args.JsonRestore()))
   return step, restored["state"], restored["data"]
+
+
+def latest_variables(directory: str) -> dict[str, Any]:
+  """``{'params', 'batch_stats'}`` of the newest training checkpoint under ``directory`` (a
+  workdir or its ``checkpoints/``), as host arrays, whatever the optimizer that wrote it."""
+  ckpt_dir = os.path.join(directory, "checkpoints")
+  ckpt_dir = ckpt_dir if os.path.isdir(ckpt_dir) else directory
+  step = ocp.CheckpointManager(os.path.abspath(ckpt_dir)).latest_step()
+  if step is None:
+    return {}
+  path = os.path.join(os.path.abspath(ckpt_dir), str(step), "state")
+  checkpointer = ocp.PyTreeCheckpointer()
+  # Restore as numpy arrays: valid whatever the device topology that saved it.
+  meta = checkpointer.metadata(path).item_metadata.tree
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
+  state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+  return {k: state[k] for k in ("params", "batch_stats") if state.get(k)}

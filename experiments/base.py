@@ -8,7 +8,7 @@ command-line overrides of the batch size or the duration never leave them stale.
 from ml_collections import ConfigDict, FieldReference
 
 
-def _none(kind):
+def none(kind):
   """A field that defaults to None but can be overridden from the command line."""
   return FieldReference(None, field_type=kind)
 
@@ -20,21 +20,21 @@ def get_config(arg=None):
   c.model = "lenet5"
   # Options passed to cnnjax.models.create; None keeps the model's own default.
   c.model_options = ConfigDict({
-      "activation": _none(str),  # relu | leaky_relu | elu | gelu
-      "negative_slope": _none(float),  # leaky ReLU's slope for x < 0
-      "pool": _none(str),  # max | avg
-      "dropout": _none(float),
+      "activation": none(str),  # relu | leaky_relu | elu | gelu
+      "negative_slope": none(float),  # leaky ReLU's slope for x < 0
+      "pool": none(str),  # max | avg
+      "dropout": none(float),
       "dtype": "float32",  # compute precision: float32 | bfloat16
   })
-  c.num_classes = _none(int)  # default: the dataset's number of classes
+  c.num_classes = none(int)  # default: the dataset's number of classes
 
   c.dataset = "mnist5k"  # embedded: mnist5k, uci_digits; or any prepared tfds dataset
   c.data = ConfigDict({
-      "data_dir": _none(str),  # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
+      "data_dir": none(str),  # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
       "train_split": "train",
       "eval_split": "test",
-      "image_size": _none(int),  # default: the data's size, raised to the model's minimum
-      "channels": _none(int),  # default: the model's input channels (grey is tiled)
+      "image_size": none(int),  # default: the data's size, raised to the model's minimum
+      "channels": none(int),  # default: the model's input channels (grey is tiled)
       "max_shift": 0,  # random translation by up to this many pixels
       "flip": False,  # random left-right flips
       "in_memory": True,  # decode the splits once into memory (small datasets)
@@ -44,7 +44,7 @@ def get_config(arg=None):
   c.batch_size = 128  # global, over all devices and processes
   c.eval_batch_size = 512  # rounded up to a multiple of the devices; padded and masked
   c.num_epochs = 10.0
-  c.num_steps = _none(int)  # overrides num_epochs when set
+  c.num_steps = none(int)  # overrides num_epochs when set
 
   c.optimizer = ConfigDict({
       "name": "adam",  # sgd | momentum | nesterov | adam | adamw
@@ -55,7 +55,7 @@ def get_config(arg=None):
       "b1": 0.9,
       "b2": 0.999,
       "eps": 1e-8,
-      "grad_clip_norm": _none(float),
+      "grad_clip_norm": none(float),
   })
   c.schedule = ConfigDict({
       "name": "cosine",  # constant | cosine | step
@@ -65,6 +65,17 @@ def get_config(arg=None):
       "final_lr_fraction": 0.0,  # for "cosine"
   })
   c.label_smoothing = 0.0
+
+  # Transfer learning: initialise from a training workdir, a checkpoints directory or converted
+  # weights (python -m cnnjax.convert_torchvision); init_skip lists regexes of leaves to keep
+  # fresh ('head' = every num_classes-dependent leaf). Loading is strict otherwise.
+  c.init_from = none(str)
+  c.init_skip = ()
+  c.finetune = ConfigDict({
+      "mode": "full",  # full | linear_probe | freeze
+      "freeze_until": none(str),  # for "freeze": last frozen layer (name prefix)
+      "lr_multipliers": (),  # ('PATTERN:MULT', ...), e.g. ('layer1:0.1',)
+  })
 
   c.log_every_steps = 50
   c.eval_every_epochs = 1.0  # 0: evaluate only at the end

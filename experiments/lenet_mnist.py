@@ -10,7 +10,9 @@ from experiments import base
 def get_config(arg=None):
   c = base.get_config()
   c.model = "lenet5"
-  c.model_options.original = arg == "original"
+  c.model_options.original = base.none(bool)  # True: the 1998 form
+  if arg == "original":
+    c.model_options.original = True
   c.dataset = "mnist5k"
   c.data.max_shift = 2
   c.batch_size = 128

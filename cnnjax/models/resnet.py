@@ -24,7 +24,7 @@ Deviations, from the paper and from torchvision:
   * Stride placement (bottleneck only): by default the stride sits in the 3×3 conv, as in
     torchvision ("ResNet v1.5", the layout of its weights); ``original=True`` puts it in the
     first 1×1 conv as the paper does (v1). Same parameter count; basic blocks are unaffected.
-  * Initialisation: convs use He normal with fan-out (torchvision; the paper's [13] uses fan-in);
+  * Initialisation: convs use He normal with fan-out (torchvision; the paper's [13], He et al. 2015, uses fan-in);
     the classifier keeps flax's default (LeCun normal, zero bias; torchvision: uniform).
   * ``zero_init_residual`` (not in the paper; Goyal et al. 2017, torchvision's option) starts
     each block's last BatchNorm scale at zero, so every block starts as its shortcut.
@@ -32,9 +32,11 @@ Deviations, from the paper and from torchvision:
     reimplementations split the padding on both sides — an equivalent relabelling of channels).
   * ``activation`` and ``pool`` (the stem's max pool; ``avg`` counts the padding, like PyTorch's
     default) are the course's options; ReLU and max pooling are the paper's.
-  * Intermediates: ``stem`` is sown after the stem (after the max pool for the ImageNet
-    networks), ``stageN`` after each stage, ``pre_logits`` after global pooling.
-  * Every size ≥ 1×1 works (each stride-2 layer maps s to ⌈s/2⌉), as torchvision's ``min_size``.
+
+Intermediates: ``stem`` after the stem (after the max pool for the ImageNet networks),
+``stageN`` after each stage, ``pre_logits`` after global pooling. Any input of at least 1×1
+works (each stride-2 layer maps s to ⌈s/2⌉; torchvision's ``min_size`` is also 1×1). The
+registry pins ``block``, ``depths`` and ``widths`` per name (the tables at the end).
 """
 
 from __future__ import annotations

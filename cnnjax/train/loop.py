@@ -25,6 +25,7 @@ from cnnjax.data import pipeline, sources, transforms
 from cnnjax.errors import UserError
 from cnnjax.train import metrics, optim, plots, state as state_lib, step as step_lib
 from cnnjax.train.writers import MetricWriter
+from cnnjax.transfer import finetune, merge
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Setup:
   tx: optax.GradientTransformation
   input_fn: Any
   input_shape: tuple[int, int, int, int]
+  heads: set[str]  # parameter paths that depend on num_classes
+  frozen: frozenset[str]  # top-level modules that don't train
 
 
 def prepare_workdir(workdir: str) -> str:
@@ -79,10 +82,12 @@ def _input_size(spec: models.ModelSpec, native: int, requested: int | None) -> i
   return max(native, spec.min_input_size)
 
 
-def check_model_input(model: nn.Module, shape: tuple[int, ...]) -> None:
-  """Traces ``model.init`` abstractly (no compile, no weights): a clear error if it can't run."""
+def check_model_input(model: nn.Module, shape: tuple[int, ...]) -> dict:
+  """Traces ``model.init`` abstractly (no compile, no weights): a clear error if it can't run.
+
+  Returns the abstract variables (shapes and dtypes)."""
   try:
-    jax.eval_shape(lambda: state_lib.init_variables(model, jax.random.key(0), shape))
+    return jax.eval_shape(lambda: state_lib.init_variables(model, jax.random.key(0), shape))
   except UserError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # shape errors from deep inside flax
@@ -105,17 +110,41 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   channels = config.data.channels or spec.channels
   input_fn = functools.partial(transforms.to_model_input, size=size, channels=channels,
                                mean=train_data.mean, std=train_data.std)
-  check_model_input(model, (1, size, size, channels))
+  shape = (1, size, size, channels)
+  abstract = check_model_input(model, shape)
   plan = config_lib.plan(config, len(train_data))
+  heads = _heads(config, shape)
+  ft = config.finetune
+  frozen = frozenset(finetune.frozen_modules(abstract["params"], ft.mode, heads, ft.freeze_until))
+  schedule, tx = _optimizer(config, plan, abstract["params"], frozen)
+  return Setup(config, workdir, mesh, model, spec, train_data, eval_data, plan, schedule, tx,
+               input_fn, shape, heads, frozen)
+
+
+def _heads(config, shape) -> set[str]:
+  if config.init_from is None and config.finetune.mode == "full":
+    return set()
+  make = lambda k: models.create(config.model, num_classes=k, **config.model_options)
+  return merge.head_paths(make, shape)
+
+
+def _optimizer(config, plan: config_lib.Plan, params, frozen: frozenset[str]):
+  """The schedule and the optimizer; frozen layers and LR multipliers become optax partitions."""
   o, s = config.optimizer, config.schedule
   schedule = optim.schedule(s.name, base_lr=o.learning_rate, total_steps=plan.total_steps,
                             warmup_steps=plan.warmup_steps, decay_steps=plan.decay_steps,
                             decay_factor=s.decay_factor, final_lr_fraction=s.final_lr_fraction)
-  tx = optim.optimizer(o.name, schedule, momentum=o.momentum, weight_decay=o.weight_decay,
-                       decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps,
-                       grad_clip_norm=o.grad_clip_norm)
-  return Setup(config, workdir, mesh, model, spec, train_data, eval_data, plan, schedule, tx,
-               input_fn, (1, size, size, channels))
+
+  def make(multiplier: float) -> optax.GradientTransformation:
+    lr = schedule if multiplier == 1.0 else (lambda step: multiplier * schedule(step))
+    return optim.optimizer(o.name, lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                           decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps,
+                           grad_clip_norm=o.grad_clip_norm)
+
+  multipliers = finetune.parse_multipliers(config.finetune.lr_multipliers)
+  if not frozen and not multipliers:
+    return schedule, make(1.0)
+  return schedule, finetune.partitioned(make, finetune.labels(params, frozen, multipliers))
 
 
 def _keys(seed: int) -> dict[str, jax.Array]:
@@ -124,11 +153,27 @@ def _keys(seed: int) -> dict[str, jax.Array]:
   return {"init": init, "dropout": dropout}
 
 
-def init_state(s: Setup) -> state_lib.TrainState:
-  """A fresh TrainState, created directly replicated on the mesh."""
+def init_state(s: Setup, loaded: dict | None = None) -> state_lib.TrainState:
+  """A fresh TrainState, created directly replicated on the mesh; with ``loaded`` variables
+  (from ``config.init_from``) strictly merged into the fresh init."""
   rep = parallel.replicated(s.mesh)
-  make = lambda key: state_lib.create(state_lib.init_variables(s.model, key, s.input_shape), s.tx)
-  return jax.jit(make, out_shardings=rep)(_keys(s.config.seed)["init"])
+  variables = jax.jit(lambda key: state_lib.init_variables(s.model, key, s.input_shape),
+                      out_shardings=rep)(_keys(s.config.seed)["init"])
+  if loaded is not None:
+    variables, skipped = merge.merge(variables, loaded, s.config.init_skip, s.heads)
+    logging.info("initialised from %s; kept fresh: %s", s.config.init_from, skipped)
+    variables = parallel.replicate(variables, s.mesh)
+  return jax.jit(lambda v: state_lib.create(v, s.tx), out_shardings=rep)(variables)
+
+
+def load_init_from(path: str) -> dict:
+  """Variables to start from: a training workdir or checkpoints dir (newest step)."""
+  if not os.path.isdir(path):
+    raise UserError(f"config.init_from={path!r} is not a directory.")
+  variables = checkpoint.latest_variables(path)
+  if not variables:
+    raise UserError(f"config.init_from={path!r} holds no checkpoint.")
+  return variables
 
 
 def compile_steps(s: Setup):
@@ -136,7 +181,9 @@ def compile_steps(s: Setup):
   rep, data = parallel.replicated(s.mesh), parallel.batch_sharding(s.mesh)
   train = functools.partial(step_lib.train_step, model=s.model, tx=s.tx, input_fn=s.input_fn,
                             label_smoothing=s.config.label_smoothing,
-                            aux_loss_weight=s.spec.aux_loss_weight)
+                            aux_loss_weight=s.spec.aux_loss_weight,
+                            train_mode=s.config.finetune.mode != "linear_probe",
+                            frozen=s.frozen)
   evaluate = functools.partial(step_lib.eval_step, model=s.model, input_fn=s.input_fn)
   train = jax.jit(train, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
                   donate_argnums=0)
@@ -165,10 +212,10 @@ def _write_config(s: Setup) -> None:
 
 
 def _restore_or_init(s: Setup, mgr):
-  state = init_state(s)
-  restored = checkpoint.restore_latest(mgr, state)
-  if restored is None:
-    return state, None
+  if mgr.latest_step() is None:
+    init_from = s.config.init_from
+    return init_state(s, load_init_from(init_from) if init_from else None), None
+  restored = checkpoint.restore_latest(mgr, init_state(s))
   step, state, data_state = restored
   logging.info("resumed from step %d in %s", step, mgr.directory)
   return state, data_state

@@ -18,19 +18,23 @@ Batch = dict[str, jax.Array]
 
 def train_step(state: TrainState, batch: Batch, key: jax.Array, *, model: nn.Module,
                tx: optax.GradientTransformation, input_fn: Callable[[jax.Array], jax.Array],
-               label_smoothing: float = 0.0, aux_loss_weight: float = 0.0
+               label_smoothing: float = 0.0, aux_loss_weight: float = 0.0,
+               train_mode: bool = True, frozen: frozenset[str] = frozenset()
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step on ``batch``; dropout draws from ``fold_in(key, step)``.
 
   The loss is the mean cross-entropy plus ``aux_loss_weight`` times that of each auxiliary head
-  (GoogLeNet, Inception v3). Returns the new state and metric sums of the main head.
+  (GoogLeNet, Inception v3). ``train_mode=False`` runs the model in inference mode (BatchNorm on
+  running statistics, no dropout: a linear probe); BatchNorm statistics of the ``frozen``
+  top-level modules are kept as they were. Returns the new state and metric sums of the main
+  head.
   """
   x, labels = input_fn(batch["image"]), batch["label"]
   dropout_key = jax.random.fold_in(key, state.step)
 
   def loss_fn(params):
     variables = {**state.variables(), "params": params}
-    logits, new = model.apply(variables, x, train=True, rngs={"dropout": dropout_key},
+    logits, new = model.apply(variables, x, train=train_mode, rngs={"dropout": dropout_key},
                               mutable=["batch_stats", "intermediates"])
     per_example = metrics.cross_entropy(logits, labels, label_smoothing)
     loss = jnp.mean(per_example)
@@ -39,6 +43,7 @@ def train_step(state: TrainState, batch: Batch, key: jax.Array, *, model: nn.Mod
     return loss, (logits, per_example, new.get("batch_stats", {}))
 
   grads, (logits, per_example, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  batch_stats = {k: state.batch_stats[k] if k in frozen else v for k, v in batch_stats.items()}
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)

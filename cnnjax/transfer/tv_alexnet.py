@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnjax.transfer import torch_layout
+from cnnjax.transfer.preprocessing import IMAGENET1K, Preprocessing, Weights
 
 # torchvision module path → our module name.
 _NAMES = {
@@ -18,14 +19,13 @@ _NAMES = {
     "features.10": "conv5", "classifier.1": "fc6", "classifier.4": "fc7", "classifier.6": "fc8",
 }
 
-_IMAGENET = dict(weights="IMAGENET1K_V1", input_size=224, resize_size=256, crop_size=224,
-                 interpolation="bilinear", mean=(0.485, 0.456, 0.406),
-                 std=(0.229, 0.224, 0.225), transform_input=False)
-
 TORCHVISION: dict[str, str] = {"alexnet": "alexnet"}
 
-# torchvision's IMAGENET1K_V1 eval transform; top1 is torchvision's reported accuracy.
-PREPROCESSING: dict[str, dict] = {"alexnet": dict(_IMAGENET, top1=56.522)}
+# Every torchvision weights of each model, the default first.
+WEIGHTS: dict[str, tuple[Weights, ...]] = {
+    "alexnet": (Weights("IMAGENET1K_V1", "alexnet-owt-7be5be79.pth", IMAGENET1K, 56.522),),
+}
+PREPROCESSING: dict[str, Preprocessing] = {k: v[0].preprocessing for k, v in WEIGHTS.items()}
 
 
 def _rename(module: str) -> torch_layout.FlaxPath:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnjax.transfer import torch_layout
+from cnnjax.transfer.preprocessing import Preprocessing, Weights
 
 # The aux heads' fc1 reads adaptive_avg_pool(4×4) of a 128-channel conv, flattened.
 _FLATTEN = {"aux1.fc1": (128, 4, 4), "aux2.fc1": (128, 4, 4)}
@@ -35,22 +36,12 @@ CONVERTERS: dict[str, Callable[[Mapping[str, Any]], dict]] = {"googlenet": googl
 
 TORCHVISION: dict[str, str] = {"googlenet": "googlenet"}
 
-# torchvision's GoogLeNet_Weights.IMAGENET1K_V1 (ImageClassification(crop_size=224)). The
-# builder turns on ``transform_input`` for these weights: after ImageNet normalisation it maps
-# the input to the (x − 0.5) / 0.5 convention of the ported (Caffe/TF) weights. Our model has no
-# such switch; apply it in preprocessing — it is the same as normalising with
-# ``effective_mean`` / ``effective_std`` instead of ``mean`` / ``std``.
-PREPROCESSING: dict[str, dict] = {
-    "googlenet": {
-        "weights": "IMAGENET1K_V1",
-        "input_size": 224,
-        "resize_size": 256,
-        "crop_size": 224,
-        "interpolation": "bilinear",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-        "transform_input": True,
-        "effective_mean": (0.5, 0.5, 0.5),
-        "effective_std": (0.5, 0.5, 0.5),
-    },
+# GoogLeNet_Weights.IMAGENET1K_V1 is ImageClassification(crop_size=224) with ``transform_input``
+# on (weights ported from Caffe/TF, expecting (x − 0.5) / 0.5): ``Preprocessing`` folds it into
+# the normalisation, since our model has no such switch. The file also holds the aux heads,
+# untrained.
+WEIGHTS: dict[str, tuple[Weights, ...]] = {
+    "googlenet": (Weights("IMAGENET1K_V1", "googlenet-1378be20.pth",
+                          Preprocessing(transform_input=True), 69.778),),
 }
+PREPROCESSING: dict[str, Preprocessing] = {k: v[0].preprocessing for k, v in WEIGHTS.items()}

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnjax.transfer import torch_layout
+from cnnjax.transfer.preprocessing import Preprocessing, Weights
 
 
 def inception_v3(state_dict: Mapping[str, Any], *, aux_logits: bool = True) -> dict:
@@ -31,21 +32,11 @@ CONVERTERS: dict[str, Callable[[Mapping[str, Any]], dict]] = {"inception_v3": in
 
 TORCHVISION: dict[str, str] = {"inception_v3": "inception_v3"}
 
-# torchvision's Inception_V3_Weights.IMAGENET1K_V1 (ImageClassification(crop_size=299,
-# resize_size=342)). The builder turns on ``transform_input`` for these weights (ported from
-# TF, which expects (x − 0.5) / 0.5): our model has no such switch; normalising with
-# ``effective_mean`` / ``effective_std`` instead of ``mean`` / ``std`` is the same thing.
-PREPROCESSING: dict[str, dict] = {
-    "inception_v3": {
-        "weights": "IMAGENET1K_V1",
-        "input_size": 299,
-        "resize_size": 342,
-        "crop_size": 299,
-        "interpolation": "bilinear",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-        "transform_input": True,
-        "effective_mean": (0.5, 0.5, 0.5),
-        "effective_std": (0.5, 0.5, 0.5),
-    },
+# Inception_V3_Weights.IMAGENET1K_V1 is ImageClassification(crop_size=299, resize_size=342) with
+# ``transform_input`` on (weights ported from TF, expecting (x − 0.5) / 0.5): ``Preprocessing``
+# folds it into the normalisation, since our model has no such switch.
+WEIGHTS: dict[str, tuple[Weights, ...]] = {
+    "inception_v3": (Weights("IMAGENET1K_V1", "inception_v3_google-0cc3c7bd.pth",
+                             Preprocessing(resize=342, crop=299, transform_input=True), 77.294),),
 }
+PREPROCESSING: dict[str, Preprocessing] = {k: v[0].preprocessing for k, v in WEIGHTS.items()}

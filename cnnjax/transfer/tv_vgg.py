@@ -15,19 +15,24 @@ from typing import Any
 
 from cnnjax.models.vgg import DEPTHS
 from cnnjax.transfer import torch_layout
+from cnnjax.transfer.preprocessing import IMAGENET1K, Preprocessing, Weights
 
-_IMAGENET = dict(weights="IMAGENET1K_V1", input_size=224, resize_size=256, crop_size=224,
-                 interpolation="bilinear", mean=(0.485, 0.456, 0.406),
-                 std=(0.229, 0.224, 0.225), transform_input=False)
-
-# torchvision's reported IMAGENET1K_V1 top-1 accuracy.
+_FILES = {"vgg11": "vgg11-8a719046.pth", "vgg11_bn": "vgg11_bn-6002323d.pth",
+          "vgg13": "vgg13-19584684.pth", "vgg13_bn": "vgg13_bn-abd245e5.pth",
+          "vgg16": "vgg16-397923af.pth", "vgg16_bn": "vgg16_bn-6c64b313.pth",
+          "vgg19": "vgg19-dcbb9e9d.pth", "vgg19_bn": "vgg19_bn-c79401a0.pth"}
 _TOP1 = {"vgg11": 69.02, "vgg11_bn": 70.37, "vgg13": 69.928, "vgg13_bn": 71.586,
          "vgg16": 71.592, "vgg16_bn": 73.36, "vgg19": 72.376, "vgg19_bn": 74.218}
 
-TORCHVISION: dict[str, str] = {name: name for name in _TOP1}
+TORCHVISION: dict[str, str] = {name: name for name in _FILES}
 
-# torchvision's IMAGENET1K_V1 eval transform per model.
-PREPROCESSING: dict[str, dict] = {name: dict(_IMAGENET, top1=top1) for name, top1 in _TOP1.items()}
+# Every torchvision weights of each model, the default first. (vgg16's IMAGENET1K_FEATURES
+# has no classifier and is left out.)
+WEIGHTS: dict[str, tuple[Weights, ...]] = {
+    name: (Weights("IMAGENET1K_V1", file, IMAGENET1K, _TOP1[name]),)
+    for name, file in _FILES.items()
+}
+PREPROCESSING: dict[str, Preprocessing] = {k: v[0].preprocessing for k, v in WEIGHTS.items()}
 
 
 def _names(depths: tuple[int, ...], batch_norm: bool) -> dict[str, str]:

@@ -1,0 +1,100 @@
+"""Initialising from a checkpoint: a strict merge into a fresh init.
+
+The fresh init is the reference tree. The checkpoint fills it leaf by leaf; only leaves whose path
+matches an explicit skip pattern keep their init. Anything else that differs — a missing leaf, an
+unexpected one, a shape mismatch — is an error naming the paths and shapes.
+
+Paths are written without the collection: ``conv1/kernel``, ``layer1_0/bn1/mean``. A pattern is a
+regular expression searched in that path; the keyword ``head`` stands for every parameter whose
+shape depends on the number of classes (the classifier and any auxiliary classifiers).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+from flax import traverse_util
+from flax import linen as nn
+
+from cnnjax.errors import UserError
+
+HEAD = "head"
+COLLECTIONS = ("params", "batch_stats")
+
+
+def flatten(variables: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
+  """{(collection, 'module/.../leaf'): value} over the model collections."""
+  out = {}
+  for collection in COLLECTIONS:
+    for path, value in traverse_util.flatten_dict(dict(variables.get(collection, {}))).items():
+      out[(collection, "/".join(path))] = value
+  return out
+
+
+def unflatten(flat: Mapping[tuple[str, str], Any]) -> dict[str, Any]:
+  out: dict[str, dict] = {}
+  for (collection, path), value in flat.items():
+    out.setdefault(collection, {})[tuple(path.split("/"))] = value
+  return {c: traverse_util.unflatten_dict(v) for c, v in out.items()}
+
+
+def head_paths(make_model, input_shape: tuple[int, ...]) -> set[str]:
+  """Parameter paths whose shape depends on ``num_classes``: found by comparing two abstract
+  inits (no weights allocated) with different class counts."""
+  def shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
+    model: nn.Module = make_model(num_classes)
+    tree = jax.eval_shape(lambda: model.init(jax.random.key(0), jax.numpy.zeros(input_shape)))
+    return {path: v.shape for (_, path), v in flatten(tree).items()}
+  a, b = shapes(7), shapes(11)
+  return {p for p in a if a[p] != b.get(p)}
+
+
+def _matcher(patterns: Iterable[str], heads: set[str]):
+  compiled = []
+  for p in patterns:
+    try:
+      compiled.append(re.compile(p))
+    except re.error as e:
+      raise UserError(f"bad pattern {p!r}: {e}.") from None
+  use_head = HEAD in patterns
+  return lambda path: (use_head and path in heads) or any(c.search(path) for c in compiled
+                                                          if c.pattern != HEAD)
+
+
+def _shape(x) -> tuple[int, ...]:
+  return tuple(getattr(x, "shape", ()))
+
+
+def merge(reference: Mapping[str, Any], loaded: Mapping[str, Any], skip: Sequence[str] = (),
+          heads: set[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
+  """``reference`` with every leaf taken from ``loaded``, except those matching ``skip``.
+
+  Returns the merged variables and the skipped paths. Raises ``UserError`` listing every
+  missing, unexpected or mis-shaped leaf that no pattern explains.
+  """
+  ref, new = flatten(reference), flatten(loaded)
+  skipped_match = _matcher(skip, heads)
+  merged, skipped, problems = {}, [], []
+  for key, init in ref.items():
+    collection, path = key
+    if skipped_match(path):
+      merged[key] = init
+      skipped.append(f"{collection}/{path}")
+    elif key not in new:
+      problems.append(f"missing {collection}/{path} {_shape(init)}")
+    elif _shape(new[key]) != _shape(init):
+      problems.append(f"shape of {collection}/{path}: checkpoint {_shape(new[key])}, "
+                      f"model {_shape(init)}")
+    else:
+      merged[key] = new[key]
+  problems += [f"unexpected {c}/{p} {_shape(v)}" for (c, p), v in new.items()
+               if (c, p) not in ref and not skipped_match(p)]
+  if problems:
+    shown = "; ".join(problems[:12]) + (f"; and {len(problems) - 12} more" if len(problems) > 12
+                                        else "")
+    raise UserError(f"checkpoint does not fit the model ({len(problems)} problems; add skip "
+                    f"patterns, e.g. config.init_skip=('head',), for leaves to keep fresh): {shown}")
+  return unflatten(merged), skipped

@@ -1,0 +1,48 @@
+"""Variable trees compared by paths and shapes: the reference tree, and a one-line diff."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax.models import registry
+
+_SHOWN = 6  # paths listed per kind of difference
+
+
+def reference(name: str, num_classes: int | None, options: Mapping[str, Any]) -> dict:
+  """``{'params', 'batch_stats'}`` as ``create(name, ...)`` initialises them (ShapeDtypeStructs).
+
+  Traced with ``jax.eval_shape`` at the model's natural input size: nothing is allocated.
+  """
+  spec = registry.get_spec(name)
+  model = registry.create(name, num_classes=num_classes, **options)
+  x = jnp.zeros((1, spec.input_size, spec.input_size, spec.channels), jnp.float32)
+  tree = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  return {k: v for k, v in tree.items() if k in ("params", "batch_stats")}
+
+
+def flat(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+  """``'params/fc/kernel'`` → shape, for every leaf."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {"/".join(str(k.key) for k in path): tuple(np.shape(v)) for path, v in leaves}
+
+
+def _listed(kind: str, items: list[str]) -> str:
+  more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
+  return f"{kind} {', '.join(items[:_SHOWN])}{more}"
+
+
+def mismatch(expected: Mapping[str, Any], got: Mapping[str, Any]) -> str | None:
+  """None if ``got`` has exactly the paths and shapes of ``expected``, else one line saying how not."""
+  want, have = flat(expected), flat(got)
+  missing = [p for p in want if p not in have]
+  unexpected = [p for p in have if p not in want]
+  shaped = [f"{p} {have[p]} (model {want[p]})" for p in want if p in have and have[p] != want[p]]
+  parts = [_listed(kind, items) for kind, items in (
+      ("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)) if items]
+  return "; ".join(parts) or None
