@@ -28,16 +28,22 @@ def get_config(arg=None):
   })
   c.num_classes = none(int)  # default: the dataset's number of classes
 
-  c.dataset = "mnist5k"  # embedded: mnist5k, uci_digits; or any prepared tfds dataset
+  c.dataset = "mnist5k"  # embedded: mnist5k, uci_digits; any prepared tfds dataset; folder:/path
   c.data = ConfigDict({
       "data_dir": none(str),  # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
       "train_split": "train",
       "eval_split": "test",
       "image_size": none(int),  # default: the data's size, raised to the model's minimum
       "channels": none(int),  # default: the model's input channels (grey is tiled)
+      # ImageNet-style crops, required for images of varying size (imagenet2012, food101, ...):
+      # train takes a random-resized crop of crop×crop, eval resizes the shorter side to
+      # `resize` (default round(crop / 0.875): 224 → 256) and takes the centre crop.
+      "crop": none(int),
+      "resize": none(int),
       "max_shift": 0,  # random translation by up to this many pixels
       "flip": False,  # random left-right flips
-      "in_memory": True,  # decode the splits once into memory (small datasets)
+      "val_fraction": 0.2,  # image folders (dataset='folder:/path'): held-out share per class
+      "in_memory": True,  # decode the splits once into memory (skipped above 2 GiB decoded)
       "num_threads": 2,  # grain reader threads
   })
 
@@ -47,7 +53,7 @@ def get_config(arg=None):
   c.num_steps = none(int)  # overrides num_epochs when set
 
   c.optimizer = ConfigDict({
-      "name": "adam",  # sgd | momentum | nesterov | adam | adamw
+      "name": "adam",  # sgd | momentum | nesterov | adam | adamw | rmsprop
       "learning_rate": 1e-3,
       "momentum": 0.9,
       "weight_decay": 0.0,
@@ -55,6 +61,7 @@ def get_config(arg=None):
       "b1": 0.9,
       "b2": 0.999,
       "eps": 1e-8,
+      "decay": 0.9,  # rmsprop's squared-gradient decay
       "grad_clip_norm": none(float),
   })
   c.schedule = ConfigDict({

@@ -1,4 +1,4 @@
-"""Image files and PIL images → fixed-size uint8 arrays, the way torchvision's eval transform does it.
+"""Image files and PIL images → fixed-size uint8 arrays, as torchvision's eval transform does.
 
 ``resize_crop`` is torchvision's ``Resize(resize)`` + ``CenterCrop(crop)`` on a PIL image, bit for
 bit: the same output size rule (shorter side to ``resize``, the longer one truncated to
@@ -45,7 +45,7 @@ def resized_size(width: int, height: int, resize: int) -> tuple[int, int]:
 
 def resize_crop(image: Image.Image, *, resize: int, crop: int,
                 interpolation: str = "bilinear") -> Image.Image:
-  """torchvision's ``CenterCrop(crop)(Resize(resize, interpolation)(image))`` for ``resize >= crop``."""
+  """torchvision's ``CenterCrop(crop)(Resize(resize, interpolation)(image))``, resize >= crop."""
   size = resized_size(*image.size, resize)
   if size != image.size:
     image = image.resize(size, INTERPOLATION[interpolation])

@@ -10,6 +10,12 @@ very same batches as an uninterrupted one.
 Work is done per batch (one gather, vectorised draws), not per example: on two CPU cores a
 per-example Python pipeline cannot keep up with LeNet-5.
 
+With a ``crop`` (always for images of varying size) each image is cropped on the host with PIL:
+training takes torchvision's ``RandomResizedCrop(crop)`` (boxes from the generator seeded by
+``(seed, 2, i)``, drawn for the whole global batch), evaluation ``Resize(resize)`` +
+``CenterCrop(crop)``. That work is per image, but still inside the per-batch map that grain's
+reader threads run in parallel.
+
 With several processes, each reads its own rows of every global batch (rows ``p, p+P, ...``)
 and ``cnnjax.parallel`` stitches the device arrays together.
 """
@@ -45,24 +51,59 @@ def batch_indices(batch: int, *, n: int, global_batch: int, seed: int) -> np.nda
   return out
 
 
-def _gather(dataset: Dataset, indices: np.ndarray) -> dict[str, np.ndarray]:
+def _read(dataset: Dataset, indices: np.ndarray) -> tuple[list[np.ndarray] | np.ndarray,
+                                                         np.ndarray]:
+  """(images, int32 labels) at ``indices``: one uint8 (n, H, W, C) array for fixed-size images,
+  a list of uint8 (H, W, C) arrays for variable-size ones."""
   if isinstance(dataset.source, ArraySource):
     records = dataset.source[indices]
     images, labels = records[dataset.image_key], records[dataset.label_key]
   else:
     records = [dataset.source[int(i)] for i in indices]
-    images = np.stack([np.asarray(r[dataset.image_key]) for r in records])
-    labels = np.asarray([r[dataset.label_key] for r in records])
-  images = np.asarray(images, np.uint8)
-  if images.ndim == 3:
-    images = images[..., None]
-  return {"image": images, "label": np.asarray(labels, np.int32)}
+    images = [np.asarray(r[dataset.image_key]) for r in records]
+    labels = [r[dataset.label_key] for r in records]
+  if dataset.variable_size:
+    images = [_with_channels(np.asarray(image, np.uint8), 3) for image in images]
+  else:
+    images = _with_channels(np.asarray(np.stack(images) if isinstance(images, list) else images,
+                                       np.uint8), 4)
+  return images, np.asarray(labels, np.int32)
+
+
+def _with_channels(images: np.ndarray, ndim: int) -> np.ndarray:
+  """Grey images stored without a channel axis get one."""
+  return images[..., None] if images.ndim == ndim - 1 else images
+
+
+def _gather(dataset: Dataset, indices: np.ndarray) -> dict[str, np.ndarray]:
+  """The examples at ``indices``, unaugmented (centre-cropped when the dataset has a crop)."""
+  images, labels = _read(dataset, indices)
+  if dataset.crop is not None:
+    images = transforms.resize_centre_crop(images, dataset.resize, dataset.crop)
+  return {"image": images, "label": labels}
+
+
+def crop_boxes(sizes: np.ndarray, *, batch: int, global_batch: int, seed: int,
+               rows: slice) -> np.ndarray:
+  """Random-resized-crop boxes for ``rows`` of global batch ``batch`` (``sizes``: their (H, W)).
+
+  The draws are made for the whole global batch, so a row's box doesn't depend on the process
+  count."""
+  rng = np.random.default_rng([seed, 2, batch])
+  attempts = rng.random((global_batch, transforms.CROP_ATTEMPTS, 2))[rows]
+  offsets = rng.random((global_batch, 2))[rows]
+  return transforms.random_resized_crop_boxes(sizes, attempts, offsets)
 
 
 def _train_batch(batch: int, *, dataset: Dataset, global_batch: int, seed: int, max_shift: int,
                  flip: bool, rows: slice) -> dict[str, np.ndarray]:
   idx = batch_indices(batch, n=len(dataset), global_batch=global_batch, seed=seed)
-  out = _gather(dataset, idx[rows])
+  images, labels = _read(dataset, idx[rows])
+  if dataset.crop is not None:
+    sizes = np.array([image.shape[:2] for image in images], np.int64).reshape(-1, 2)
+    boxes = crop_boxes(sizes, batch=batch, global_batch=global_batch, seed=seed, rows=rows)
+    images = transforms.crop_and_resize(images, boxes, dataset.crop)
+  out = {"image": images, "label": labels}
   if max_shift or flip:
     rng = np.random.default_rng([seed, 1, batch])
     shifts = rng.integers(0, 2 * max_shift + 1, size=(global_batch, 2))[rows]

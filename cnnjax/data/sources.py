@@ -4,6 +4,11 @@ The embedded datasets (``mnist5k``, ``uci_digits``) are built on first use, offl
 tfds dataset must already be prepared in ``data_dir`` in the array_record format (preparing the
 standard ones needs TensorFlow and network access: see ``python -m cnnjax.data.prepare``);
 reading it never imports TensorFlow.
+
+Images of no fixed size (``imagenet2012``, ``food101``, ...: tfds ``Image`` features of shape
+(None, None, C), decoded by tfds with PIL) need a ``crop``: training takes an Inception-style
+random-resized crop of that size, evaluation resizes the shorter side to ``resize`` and takes
+the centre crop (see ``cnnjax.data.pipeline``). ``crop`` works for fixed-size images too.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from cnnjax.data import builders
 from cnnjax.errors import UserError, unknown
@@ -31,6 +37,8 @@ STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 DEFAULT_STATS = ((0.5,), (0.5,))
+MAX_IN_MEMORY_BYTES = 2 * 2**30  # in_memory() refuses splits larger than this, decoded
+EVAL_CROP_FRACTION = 0.875  # default resize = crop / 0.875 (224 → 256, as torchvision's ImageNet)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,22 +50,57 @@ class Dataset:
   source: Sequence[dict[str, Any]]
   image_key: str
   label_key: str
-  image_shape: tuple[int, int, int]
+  image_shape: tuple[int, int, int]  # what the pipeline yields: (crop, crop, C) with a crop
   num_classes: int
   mean: tuple[float, ...]
   std: tuple[float, ...]
+  variable_size: bool = False  # the stored images differ in height and width
+  crop: int | None = None  # random-resized crop (train) / centre crop (eval) to crop × crop
+  resize: int | None = None  # eval: shorter side resized to this before the centre crop
 
   def __len__(self) -> int:
     return len(self.source)
 
-  def in_memory(self) -> "Dataset":
-    """The same split decoded once into numpy arrays (for datasets that fit in memory)."""
+  def memory_bytes(self) -> int:
+    """Decoded size of the split, estimated from its first image (exact for fixed sizes)."""
+    return len(self) * np.asarray(self.source[0][self.image_key]).nbytes if len(self) else 0
+
+  def in_memory(self, max_bytes: int = MAX_IN_MEMORY_BYTES) -> "Dataset":
+    """The same split decoded once into numpy arrays; refuses splits over ``max_bytes``.
+
+    Variable-size images are kept as an object array of per-image arrays."""
     if isinstance(self.source, ArraySource):
       return self
+    size = self.memory_bytes()
+    if size > max_bytes:
+      raise UserError(f"{self.name!r} split {self.split!r} needs about "
+                      f"{size / 2**30:.1f} GiB decoded, over the "
+                      f"{max_bytes / 2**30:.1f} GiB in-memory limit; set "
+                      "config.data.in_memory=False.")
     records = [self.source[i] for i in range(len(self.source))]
-    arrays = {k: np.stack([np.asarray(r[k]) for r in records])
-              for k in (self.image_key, self.label_key)}
-    return dataclasses.replace(self, source=ArraySource(arrays))
+    images = [np.asarray(r[self.image_key]) for r in records]
+    images = _object_array(images) if self.variable_size else np.stack(images)
+    labels = np.stack([np.asarray(r[self.label_key]) for r in records])
+    return dataclasses.replace(
+        self, source=ArraySource({self.image_key: images, self.label_key: labels}))
+
+
+def in_memory_if_small(dataset: Dataset, max_bytes: int = MAX_IN_MEMORY_BYTES) -> Dataset:
+  """``dataset.in_memory()`` if it fits in ``max_bytes``; else ``dataset`` itself, logging why."""
+  size = dataset.memory_bytes()
+  if size > max_bytes:
+    logging.info("reading %s split %s from disk: about %.1f GiB decoded is over the %.1f GiB "
+                 "in-memory limit", dataset.name, dataset.split, size / 2**30, max_bytes / 2**30)
+    return dataset
+  return dataset.in_memory(max_bytes)
+
+
+def _object_array(arrays: list[np.ndarray]) -> np.ndarray:
+  """A 1-D object array holding ``arrays`` (np.array would try to broadcast them together)."""
+  out = np.empty(len(arrays), object)
+  for i, array in enumerate(arrays):
+    out[i] = array
+  return out
 
 
 class ArraySource:
@@ -123,13 +166,18 @@ def _supervised_keys(builder) -> tuple[str, str]:
                   f"{', '.join(features)}.")
 
 
-def load(name: str, split: str, data_dir: str | None = None) -> Dataset:
-  """Opens ``split`` of dataset ``name`` for random access, building embedded datasets first."""
+def load(name: str, split: str, data_dir: str | None = None, *, crop: int | None = None,
+         resize: int | None = None) -> Dataset:
+  """Opens ``split`` of dataset ``name`` for random access, building embedded datasets first.
+
+  ``crop`` (required for images of varying size) and ``resize`` set the crops the pipeline
+  takes (see the module docstring); ``resize`` defaults to ``round(crop / 0.875)``."""
   data_dir = data_dir or default_data_dir()
   builder = get_builder(name, data_dir)
   splits = builder.info.splits
-  if splits and split not in splits:
-    raise unknown(f"split of dataset {name!r}:", split, list(splits))
+  base_split = split.split("[")[0].split("+")[0]  # tfds slicing: 'test[:64]', 'train[10%:]'
+  if splits and base_split not in splits:
+    raise unknown(f"split of dataset {name!r}:", base_split, list(splits))
   try:
     source = builder.as_data_source(split=split)
   except (NotImplementedError, FileNotFoundError, AssertionError, ValueError):
@@ -137,14 +185,39 @@ def load(name: str, split: str, data_dir: str | None = None) -> Dataset:
                     f"Prepare it with: python -m cnnjax.data.prepare {name} "
                     f"--data_dir={data_dir}") from None
   image_key, label_key = _supervised_keys(builder)
-  image = builder.info.features[image_key]
-  shape = tuple(image.shape)
-  if len(shape) == 2:
-    shape = (*shape, 1)
-  if len(shape) != 3 or None in shape:
-    raise UserError(f"dataset {name!r} has images of shape {image.shape}; cnnjax needs a fixed "
-                    "H×W×C shape (resize it when preparing).")
+  stored = _stored_shape(name, builder.info.features[image_key].shape)
+  variable = None in stored
+  resize = check_crop(name, variable, crop, resize)
+  shape = stored if crop is None else (crop, crop, stored[2])
   mean, std = STATS.get(name, DEFAULT_STATS)
   return Dataset(name=name, split=split, source=source, image_key=image_key, label_key=label_key,
                  image_shape=shape, num_classes=builder.info.features[label_key].num_classes,
-                 mean=mean, std=std)
+                 mean=mean, std=std, variable_size=variable, crop=crop, resize=resize)
+
+
+def _stored_shape(name: str, shape: Sequence[int | None]) -> tuple[int | None, int | None, int]:
+  """(H, W, C) of the stored images; H and W are None when they vary from image to image."""
+  shape = tuple(shape)
+  if len(shape) == 2:
+    shape = (*shape, 1)
+  if len(shape) != 3 or shape[2] is None:
+    raise UserError(f"dataset {name!r} has images of shape {shape}; cnnjax needs H×W×C images "
+                    "with a fixed number of channels.")
+  return shape
+
+
+def check_crop(name: str, variable_size: bool, crop: int | None, resize: int | None) -> int | None:
+  """Checks the crop settings; returns the eval resize (default: ``crop / 0.875``)."""
+  if crop is None:
+    if variable_size:
+      raise UserError(f"dataset {name!r} has images of varying size; set config.data.crop "
+                      "(e.g. 224) to crop them to one size.")
+    if resize is not None:
+      raise UserError(f"config.data.resize={resize} needs config.data.crop (e.g. 224).")
+    return None
+  if crop <= 0:
+    raise UserError(f"config.data.crop must be > 0, got {crop}.")
+  resize = int(round(crop / EVAL_CROP_FRACTION)) if resize is None else resize
+  if resize < crop:
+    raise UserError(f"config.data.resize={resize} must be >= config.data.crop={crop}.")
+  return resize

@@ -120,6 +120,7 @@ def trace(model: nn.Module, variables: Any, input_shape: Sequence[int]) -> Graph
   states = [None] * n_var + [receptive.input_state(x.shape)]
   analysis = receptive.analyse(closed, states)
   taps["input"] = closed.jaxpr.invars[n_var]
+  sown.sort(key=lambda name: analysis.order.get(taps[name], -1))  # model order, not a-z
   return Graph(closed, shapes, tuple(input_shape), taps, tuple(sown), classes, analysis)
 
 
@@ -146,7 +147,8 @@ def run(graph: Graph, variables: Any, x: jax.Array, taps: Sequence[str] = (),
   for v, value in zip(jaxpr.invars, [*leaves, x]):
     write(v, value)
   for eqn in jaxpr.eqns:
-    subfuns, params = eqn.primitive.get_bind_params(eqn.params)
+    bound = eqn.primitive.get_bind_params(eqn.params)  # older JAX: (subfuns, params)
+    subfuns, params = bound if isinstance(bound, tuple) else ((), bound)
     outs = eqn.primitive.bind(*subfuns, *map(read, eqn.invars), **params)
     outs = outs if eqn.primitive.multiple_results else [outs]
     for v, value in zip(eqn.outvars, outs):

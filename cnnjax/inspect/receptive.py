@@ -85,7 +85,8 @@ class Event:
   scope: str  # flax module path + method scopes, '/'-joined
   kind: str  # conv | dense | max_pool | avg_pool | global_avg_pool | global_max_pool
   var: object  # the jaxpr variable it produces
-  macs: int
+  macs: int  # multiply-accumulates for the traced batch
+  macs_inside: int  # the same without the taps that fall on zero padding (what XLA counts)
 
 
 @dataclasses.dataclass
@@ -160,9 +161,20 @@ def _conv(eqn, states, shapes):
       out.append(dataclasses.replace(a, dim=out_spec[0]))
     else:  # a spatial axis folded into the features: every output reads all of it
       out.append(a.hull())
-  macs = math.prod(out_shape) // out_shape[out_spec[0]] * math.prod(
-      rhs_shape[i] for i in rhs_spec[1:])
-  return [tuple(out)], ("conv", macs)
+  per_output = math.prod(rhs_shape[i] for i in rhs_spec[1:])
+  macs = math.prod(out_shape) * per_output
+  inside = out_shape[out_spec[0]] * out_shape[out_spec[1]] * rhs_shape[rhs_spec[1]]
+  for i, n_in in enumerate(shapes[0][d] for d in lhs_spec[2:]):
+    inside *= _taps_inside(rhs_shape[rhs_spec[2 + i]], eqn.params["window_strides"][i],
+                           eqn.params["padding"][i][0], out_shape[out_spec[2 + i]], n_in,
+                           eqn.params["rhs_dilation"][i], eqn.params["lhs_dilation"][i])
+  return [tuple(out)], ("conv", macs, inside)
+
+
+def _taps_inside(k: int, s: int, pad_lo: int, n_out: int, n_in: int, d: int, ld: int) -> int:
+  """How many (output, tap) pairs of one axis read a real input, not padding."""
+  pos = np.arange(n_out)[:, None] * s + np.arange(k)[None, :] * d - pad_lo
+  return int(((pos >= 0) & (pos <= (n_in - 1) * ld) & (pos % ld == 0)).sum())
 
 
 def _reduce_window(eqn, states, shapes):
@@ -178,7 +190,7 @@ def _reduce_window(eqn, states, shapes):
       out_shape[a.dim], wdil[a.dim], base[a.dim]) for a in joined)
   kind = "max_pool" if eqn.primitive.name in ("reduce_window_max", "reduce_window_min") else (
       "avg_pool")
-  return [out] * len(eqn.outvars), (kind, 0)
+  return [out] * len(eqn.outvars), (kind, 0, 0)
 
 
 def _reduce(eqn, states, shapes):
@@ -190,7 +202,7 @@ def _reduce(eqn, states, shapes):
   if all(a.dim in axes for a in state if a.dim is not None) and all(
       a.dim is not None for a in state):
     kind = "max" if eqn.primitive.name in ("reduce_max", "argmax") else "avg"
-    event = (f"global_{kind}_pool", 0)
+    event = (f"global_{kind}_pool", 0, 0)
   return [out], event
 
 
@@ -212,10 +224,8 @@ def _dot_general(eqn, states, shapes):
 
   parts = [_join([s], mover(i), out_shape) for i, s in enumerate(states[:2]) if s is not None]
   out = parts[0] if len(parts) == 1 else _join(parts, lambda a: a.dim, out_shape)
-  macs = math.prod(out_shape) // (math.prod(out_shape[:len(lb)]) or 1)
-  macs = macs // (out_shape[0] if not lb and len(out_shape) > 1 else 1)
-  macs *= math.prod(shapes[0][d] for d in lc)
-  return [out], ("dense", macs)
+  macs = math.prod(out_shape) * math.prod(shapes[0][d] for d in lc)
+  return [out], ("dense", macs, macs)
 
 
 def _reshape(eqn, states, shapes):
@@ -385,6 +395,7 @@ def analyse(closed: jcore.ClosedJaxpr, input_states: Sequence[State | None]) -> 
 
 def _walk(jaxpr: jcore.Jaxpr, in_states, prefix: str, result: Analysis) -> list:
   env = dict(zip(jaxpr.invars, in_states))
+  result.states.update(env)
   read = lambda v: None if isinstance(v, jcore.Literal) else env.get(v)
   for eqn in jaxpr.eqns:
     states = [read(v) for v in eqn.invars]
@@ -401,7 +412,7 @@ def _walk(jaxpr: jcore.Jaxpr, in_states, prefix: str, result: Analysis) -> list:
         result.approximate.add(eqn.primitive.name)
       elif event is not None:
         result.events.append(Event(len(result.order), scope, event[0], eqn.outvars[0],
-                                   event[1]))
+                                   *event[1:]))
     for v, s in zip(eqn.outvars, outs):
       if not isinstance(v, jcore.DropVar):
         env[v] = s

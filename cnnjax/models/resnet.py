@@ -24,8 +24,9 @@ Deviations, from the paper and from torchvision:
   * Stride placement (bottleneck only): by default the stride sits in the 3×3 conv, as in
     torchvision ("ResNet v1.5", the layout of its weights); ``original=True`` puts it in the
     first 1×1 conv as the paper does (v1). Same parameter count; basic blocks are unaffected.
-  * Initialisation: convs use He normal with fan-out (torchvision; the paper's [13], He et al. 2015, uses fan-in);
-    the classifier keeps flax's default (LeCun normal, zero bias; torchvision: uniform).
+  * Initialisation: convs use He normal with fan-out (torchvision; the paper's [13], He et al.
+    2015, uses fan-in); the classifier keeps flax's default (LeCun normal, zero bias;
+    torchvision: uniform).
   * ``zero_init_residual`` (not in the paper; Goyal et al. 2017, torchvision's option) starts
     each block's last BatchNorm scale at zero, so every block starts as its shortcut.
   * Option A pads the new channels after the old ones (the paper does not say where; some

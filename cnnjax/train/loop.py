@@ -21,11 +21,12 @@ from absl import logging
 from flax import linen as nn
 
 from cnnjax import checkpoint, config as config_lib, models, parallel
-from cnnjax.data import pipeline, sources, transforms
+from cnnjax.data import image_folder, pipeline, sources, transforms
 from cnnjax.errors import UserError
 from cnnjax.train import metrics, optim, plots, state as state_lib, step as step_lib
 from cnnjax.train.writers import MetricWriter
-from cnnjax.transfer import finetune, merge
+from cnnjax.transfer import finetune, merge, pretrained
+from cnnjax.transfer.preprocessing import Preprocessing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,13 +63,36 @@ def prepare_workdir(workdir: str) -> str:
   return workdir
 
 
-def _open_data(config) -> tuple[sources.Dataset, sources.Dataset]:
+def _open_data(config, pre: Preprocessing | None) -> tuple[sources.Dataset, sources.Dataset]:
+  """The train and eval splits; with pretrained weights, normalised as those weights expect."""
   d = config.data
-  train = sources.load(config.dataset, d.train_split, d.data_dir)
-  test = sources.load(config.dataset, d.eval_split, d.data_dir)
-  if d.in_memory:
-    train, test = train.in_memory(), test.in_memory()
+  if config.dataset.startswith(image_folder.PREFIX):
+    path = config.dataset[len(image_folder.PREFIX):]
+    load = functools.partial(image_folder.load_image_folder, path,
+                             image_size=d.crop or d.image_size or 224, resize=d.resize,
+                             val_fraction=d.val_fraction, seed=config.seed,
+                             channels=d.channels or 3, preprocessing=pre)
+    return load(d.train_split), load(d.eval_split)
+  train = sources.load(config.dataset, d.train_split, d.data_dir, crop=d.crop, resize=d.resize)
+  test = sources.load(config.dataset, d.eval_split, d.data_dir, crop=d.crop, resize=d.resize)
+  if d.in_memory:  # splits too big to decode into memory stay on disk
+    train, test = sources.in_memory_if_small(train), sources.in_memory_if_small(test)
+  if pre is not None:
+    stats = {"mean": pre.effective_mean, "std": pre.effective_std}
+    train, test = dataclasses.replace(train, **stats), dataclasses.replace(test, **stats)
   return train, test
+
+
+def _pretrained_preprocessing(config) -> Preprocessing | None:
+  """The preprocessing of converted weights named by ``config.init_from``, if any."""
+  path = config.init_from
+  if not path or not os.path.isfile(os.path.join(path, pretrained.INFO)):
+    return None
+  info = pretrained.read_info(path)
+  if info["model"] != config.model:
+    raise UserError(f"config.init_from={path!r} holds {info['model']} weights but "
+                    f"config.model={config.model!r}.")
+  return Preprocessing.from_json(info["preprocessing"])
 
 
 def _input_size(spec: models.ModelSpec, native: int, requested: int | None) -> int:
@@ -102,11 +126,13 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   workdir = prepare_workdir(workdir)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)
-  train_data, eval_data = _open_data(config)
+  pre = _pretrained_preprocessing(config)
+  train_data, eval_data = _open_data(config, pre)
   spec = models.get_spec(config.model)
   model = models.create(config.model, num_classes=config.num_classes or train_data.num_classes,
                         **config.model_options)
-  size = _input_size(spec, train_data.image_shape[0], config.data.image_size)
+  size = _input_size(spec, train_data.image_shape[0], config.data.image_size or (
+      pre.crop if pre else None))
   channels = config.data.channels or spec.channels
   input_fn = functools.partial(transforms.to_model_input, size=size, channels=channels,
                                mean=train_data.mean, std=train_data.std)
@@ -138,7 +164,7 @@ def _optimizer(config, plan: config_lib.Plan, params, frozen: frozenset[str]):
   def make(multiplier: float) -> optax.GradientTransformation:
     lr = schedule if multiplier == 1.0 else (lambda step: multiplier * schedule(step))
     return optim.optimizer(o.name, lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                           decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps,
+                           decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps, decay=o.decay,
                            grad_clip_norm=o.grad_clip_norm)
 
   multipliers = finetune.parse_multipliers(config.finetune.lr_multipliers)
@@ -167,9 +193,12 @@ def init_state(s: Setup, loaded: dict | None = None) -> state_lib.TrainState:
 
 
 def load_init_from(path: str) -> dict:
-  """Variables to start from: a training workdir or checkpoints dir (newest step)."""
+  """Variables to start from: converted weights (``python -m cnnjax.convert_torchvision``),
+  or a training workdir or checkpoints dir (its newest step)."""
   if not os.path.isdir(path):
     raise UserError(f"config.init_from={path!r} is not a directory.")
+  if os.path.isfile(os.path.join(path, pretrained.INFO)):
+    return pretrained.read(path)[1]
   variables = checkpoint.latest_variables(path)
   if not variables:
     raise UserError(f"config.init_from={path!r} holds no checkpoint.")

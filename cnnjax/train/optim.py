@@ -1,5 +1,6 @@
 """Optimizers and learning-rate schedules from explicit arguments (the loop reads the config).
 
+``rmsprop`` uses ``decay`` (the squared-gradient average's decay), ``eps`` and ``momentum``.
 Weight decay: ``adamw`` decouples it (Loshchilov & Hutter); for ``sgd``, ``momentum``, ``nesterov``
 and ``adam`` it is L2 added to the gradient, as PyTorch's ``weight_decay`` does. Only kernels
 (rank ≥ 2) decay unless ``decay_all`` is set: biases and BatchNorm scales are left alone.
@@ -13,7 +14,7 @@ import optax
 from cnnjax.errors import unknown
 
 SCHEDULES = ("constant", "cosine", "step")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 
 
 def schedule(name: str, *, base_lr: float, total_steps: int, warmup_steps: int = 0,
@@ -47,7 +48,7 @@ def _kernels_only(params):
 
 def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, momentum: float = 0.9,
               weight_decay: float = 0.0, decay_all: bool = False, b1: float = 0.9,
-              b2: float = 0.999, eps: float = 1e-8,
+              b2: float = 0.999, eps: float = 1e-8, decay: float = 0.9,
               grad_clip_norm: float | None = None) -> optax.GradientTransformation:
   """The optax optimizer ``name``; see the module docstring for weight decay."""
   if name not in OPTIMIZERS:
@@ -64,6 +65,8 @@ def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, momentum: flo
     chain.append(optax.add_decayed_weights(weight_decay, mask=mask))
   if name == "adam":
     chain.append(optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
+  elif name == "rmsprop":  # TF's form, as Inception v3 was trained: momentum on the scaled step
+    chain.append(optax.rmsprop(learning_rate, decay=decay, eps=eps, momentum=momentum or None))
   else:
     chain.append(optax.sgd(learning_rate, momentum=None if name == "sgd" else momentum,
                            nesterov=name == "nesterov"))

@@ -48,6 +48,9 @@ def names() -> list[str]:
 def torchvision_weights(name: str) -> tuple[Weights, ...]:
   """torchvision's weights for ``name`` (default first); an unknown name lists close matches."""
   if name not in _WEIGHTS:
+    if name in registry.names():
+      raise UserError(f"model {name!r} has no torchvision weights. Valid choices: "
+                      f"{', '.join(sorted(_WEIGHTS))}.")
     raise unknown("torchvision model", name, _WEIGHTS)
   return _WEIGHTS[name]
 
@@ -122,17 +125,13 @@ def identify(name: str, path: str, digest: str) -> Weights | None:
 
 # --- checking ---------------------------------------------------------------------------------
 
-def _head_paths(name: str, options: Mapping[str, Any]) -> list[str]:
-  """The leaves whose shape depends on num_classes: the classifier (and auxiliary) heads."""
-  n = registry.get_spec(name).num_classes
-  a = shapes.flat(shapes.reference(name, n, options))
-  b = shapes.flat(shapes.reference(name, n + 1, options))
-  return [p for p in a if a[p] != b[p]]
-
-
-def _infer_num_classes(name: str, options: Mapping[str, Any], variables: dict) -> int | None:
+def _infer_num_classes(name: str, options: Mapping[str, Any], variables: dict,
+                       default: Mapping[str, Any]) -> int | None:
+  """The class count of the file's heads: the leaves whose shape depends on num_classes."""
+  a = shapes.flat(default)
+  b = shapes.flat(shapes.reference(name, registry.get_spec(name).num_classes + 1, options))
   have = shapes.flat(variables)
-  sizes = {have[p][-1] for p in _head_paths(name, options) if p in have and have[p]}
+  sizes = {have[p][-1] for p in a if a[p] != b[p] and have.get(p)}
   return sizes.pop() if len(sizes) == 1 else None
 
 
@@ -155,15 +154,19 @@ def convert(name: str, state_dict: Mapping[str, Any], *, num_classes: int | None
     variables = _CONVERTERS[name](state_dict, **options)
   except ValueError as e:
     raise UserError(f"the state dict does not fit {name}: {e}") from None
-  if num_classes is None:
-    num_classes = _infer_num_classes(name, options, variables)
-  problem = shapes.mismatch(shapes.reference(name, num_classes, options), variables)
+  infer, num_classes = num_classes is None, num_classes or registry.get_spec(name).num_classes
+  expected = shapes.reference(name, num_classes, options)
+  problem = shapes.mismatch(expected, variables)
+  if problem and infer:
+    inferred = _infer_num_classes(name, options, variables, expected)
+    if inferred and inferred != num_classes:
+      num_classes = inferred
+      problem = shapes.mismatch(shapes.reference(name, num_classes, options), variables)
   if problem:
     hint = " (set --aux_logits to match the file's heads)" if "aux_logits" in options else ""
-    raise UserError(f"the state dict does not fit {name} with num_classes="
-                    f"{num_classes or registry.get_spec(name).num_classes}"
+    raise UserError(f"the state dict does not fit {name} with num_classes={num_classes}"
                     f"{''.join(f', {k}={v}' for k, v in options.items())}: {problem}{hint}")
-  return variables, num_classes or registry.get_spec(name).num_classes, options
+  return variables, num_classes, options
 
 
 def convert_file(name: str, weights: str, out: str, *, num_classes: int | None = None,

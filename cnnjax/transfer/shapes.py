@@ -11,7 +11,7 @@ import numpy as np
 
 from cnnjax.models import registry
 
-_SHOWN = 6  # paths listed per kind of difference
+_SHOWN = 8  # paths listed per kind of difference
 
 
 def reference(name: str, num_classes: int | None, options: Mapping[str, Any]) -> dict:
@@ -37,11 +37,29 @@ def _listed(kind: str, items: list[str]) -> str:
   return f"{kind} {', '.join(items[:_SHOWN])}{more}"
 
 
+def _collapsed(paths: list[str], universe: list[str]) -> list[str]:
+  """``paths`` (a subset of ``universe``) as the fewest module paths, collection dropped:
+  a module whose every leaf is in ``paths`` is named once (``layer4_1``, not its 10 leaves)."""
+  inside = set(paths)
+  modules = [u.split("/", 1)[1] for u in universe]
+  out: dict[str, None] = {}
+  for path in paths:
+    parts = path.split("/")[1:]
+    for k in range(1, len(parts) + 1):
+      prefix = "/".join(parts[:k])
+      under = [u for u, m in zip(universe, modules) if m == prefix or m.startswith(prefix + "/")]
+      if all(u in inside for u in under):
+        out[prefix] = None
+        break
+  return list(out)
+
+
 def mismatch(expected: Mapping[str, Any], got: Mapping[str, Any]) -> str | None:
-  """None if ``got`` has exactly the paths and shapes of ``expected``, else one line saying how not."""
+  """None if ``got`` has exactly the paths and shapes of ``expected``, else one line naming the
+  missing and unexpected modules and the mis-shaped leaves."""
   want, have = flat(expected), flat(got)
-  missing = [p for p in want if p not in have]
-  unexpected = [p for p in have if p not in want]
+  missing = _collapsed([p for p in want if p not in have], list(want))
+  unexpected = _collapsed([p for p in have if p not in want], list(have))
   shaped = [f"{p} {have[p]} (model {want[p]})" for p in want if p in have and have[p] != want[p]]
   parts = [_listed(kind, items) for kind, items in (
       ("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)) if items]

@@ -1,10 +1,11 @@
-"""torchvision ResNet weights → ``cnnjax.models.resnet.ResNet`` variables.
+"""torchvision ResNet state dicts → ``resnet18 ... resnet152`` variables (models/resnet.py).
 
 Our module names are torchvision's with numeric parts joined by ``_`` (``layer1.0.downsample.0``
 → ``layer1_0/downsample_0``), so the generic ``torch_layout.dotted`` rename is the whole mapping.
 
-torchvision's weights are ResNet v1.5 (stride in the bottleneck's 3×3 conv): load them into the
-default ``original=False`` models only. The CIFAR ResNets (resnet20 ... resnet110) have no
+torchvision's ResNets are v1.5 (stride in the bottleneck's 3×3 conv), the layout of all their
+weights: load them into the default ``original=False`` models; with ``original=True`` the
+shapes fit but the numbers are wrong. The CIFAR ResNets (resnet20 ... resnet110) have no
 torchvision counterpart.
 """
 
@@ -14,28 +15,31 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnjax.transfer import torch_layout
+from cnnjax.transfer.preprocessing import IMAGENET1K, Preprocessing, Weights
 
-# Our registry name -> torchvision builder name.
 TORCHVISION: dict[str, str] = {
     name: name for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")}
 
-# torchvision's IMAGENET1K_V1 transforms: ImageClassification(crop_size=224), i.e. resize the
-# short side to 256 (bilinear, antialiased), centre-crop 224, scale to [0, 1], then normalise.
-_IMAGENET1K_V1 = {
-    "weights": "IMAGENET1K_V1",
-    "input_size": 224,
-    "resize_size": 256,
-    "crop_size": 224,
-    "interpolation": "bilinear",
-    "mean": (0.485, 0.456, 0.406),
-    "std": (0.229, 0.224, 0.225),
-    "transform_input": False,
+# IMAGENET1K_V2 (torchvision's DEFAULT where it exists) was trained with a newer recipe and is
+# evaluated with ImageClassification(crop_size=224, resize_size=232); V1 with resize 256.
+_V2 = Preprocessing(resize=232)
+
+# Every torchvision weights of each model, the default first.
+WEIGHTS: dict[str, tuple[Weights, ...]] = {
+    "resnet18": (Weights("IMAGENET1K_V1", "resnet18-f37072fd.pth", IMAGENET1K, 69.758),),
+    "resnet34": (Weights("IMAGENET1K_V1", "resnet34-b627a593.pth", IMAGENET1K, 73.314),),
+    "resnet50": (Weights("IMAGENET1K_V2", "resnet50-11ad3fa6.pth", _V2, 80.858),
+                 Weights("IMAGENET1K_V1", "resnet50-0676ba61.pth", IMAGENET1K, 76.130)),
+    "resnet101": (Weights("IMAGENET1K_V2", "resnet101-cd907fc2.pth", _V2, 81.886),
+                  Weights("IMAGENET1K_V1", "resnet101-63fe2227.pth", IMAGENET1K, 77.374)),
+    "resnet152": (Weights("IMAGENET1K_V2", "resnet152-f82ba261.pth", _V2, 82.284),
+                  Weights("IMAGENET1K_V1", "resnet152-394f9c45.pth", IMAGENET1K, 78.312)),
 }
-PREPROCESSING: dict[str, dict] = {name: dict(_IMAGENET1K_V1) for name in TORCHVISION}
+PREPROCESSING: dict[str, Preprocessing] = {k: v[0].preprocessing for k, v in WEIGHTS.items()}
 
 
 def convert(state_dict: Mapping[str, Any]) -> dict[str, dict]:
-  """A torchvision ResNet ``state_dict`` → ``{'params': ..., 'batch_stats': ...}``."""
+  """A torchvision ResNet (or block) ``state_dict`` → ``{'params': ..., 'batch_stats': ...}``."""
   return torch_layout.to_flax(state_dict, torch_layout.dotted)
 
 

@@ -27,6 +27,7 @@ COUNTS = {
 COUNTS_B = {"resnet20": 272_474, "resnet32": 466_906, "resnet44": 661_338,
             "resnet56": 855_770, "resnet110": 1_730_714}
 SIZE = 32  # the one input size of the numeric tests (besides the minimum), so compiles are shared
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def _key():
@@ -58,21 +59,28 @@ def _fake_variables(module, x):
       _fill, jax.eval_shape(lambda: module.init(_key(), x)))
 
 
+def _real_init(module, x):
+  init = jax.jit(lambda k: module.init(k, x)).lower(_key()).compile(FAST_COMPILE)
+  return init(_key())
+
+
 @functools.cache
 def _variables(name, shortcut=None):
   return _fake_variables(registry.create(name, shortcut=shortcut), _input(1, batch=1))
 
 
 @functools.cache
-def _compiled(name, train, opts=()):
+def _compiled(name, train, size, opts=()):
   model = registry.create(name, **dict(opts))
-  return jax.jit(lambda v, x: model.apply(v, x, train=train,
-                                          mutable=["batch_stats", "intermediates"]))
+  run = jax.jit(lambda v, x: model.apply(v, x, train=train,
+                                         mutable=["batch_stats", "intermediates"]))
+  variables = _variables(name, dict(opts).get("shortcut"))
+  return run.lower(variables, _input(size)).compile(FAST_COMPILE)
 
 
 def _forward(name, variables, x, train=False, **opts):
   """(logits, {'batch_stats', 'intermediates'}) from the shared compiled forward."""
-  return _compiled(name, train, tuple(sorted(opts.items())))(variables, x)
+  return _compiled(name, train, x.shape[1], tuple(sorted(opts.items())))(variables, x)
 
 
 @pytest.mark.parametrize("name", sorted(COUNTS))
@@ -99,10 +107,10 @@ def test_forward_at_min_size(name, train):
 
 
 @pytest.mark.parametrize("name, opts", [
-    ("resnet18", dict(activation="leaky_relu", negative_slope=0.1, pool="avg", dtype="bfloat16")),
-    ("resnet50", dict(original=True, activation="gelu", zero_init_residual=True)),
-    ("resnet20", dict(activation="elu", dtype="bfloat16", zero_init_residual=True)),
-    ("resnet20", dict(shortcut="B", activation="leaky_relu")),
+    ("resnet18", dict(activation="leaky_relu", negative_slope=0.1, pool="avg", dtype="bfloat16",
+                      zero_init_residual=True)),
+    ("resnet20", dict(activation="elu", dtype="bfloat16")),
+    ("resnet20", dict(shortcut="B", activation="gelu", zero_init_residual=True)),
 ])
 def test_options_build_and_run(name, opts):
   model = registry.create(name, **opts)
@@ -111,6 +119,14 @@ def test_options_build_and_run(name, opts):
   # Train mode at the minimum size: eval mode differs only in BatchNorm, run elsewhere.
   logits, _ = _forward(name, _variables(name, opts.get("shortcut")), _input(1), True, **opts)
   assert logits.dtype == jnp.float32 and np.isfinite(np.asarray(logits)).all()
+
+
+def test_original_builds():
+  # Traced only (a resnet50 compile is costly); the v1 block is checked against torchvision below.
+  model = registry.create("resnet50", original=True, activation="gelu")
+  logits, _ = jax.eval_shape(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]),
+                             _variables("resnet50"), _input())
+  assert logits.shape == (2, 1000) and logits.dtype == jnp.float32
 
 
 def test_unknown_shortcut_raises():
@@ -142,14 +158,14 @@ def test_batch_stats_change_only_in_train_mode():
 
 
 def test_init_creates_every_parameter_and_zero_init_residual():
-  variables = registry.create("resnet20", zero_init_residual=True).init(_key(), _input(1, 1))
+  variables = _real_init(registry.create("resnet20", zero_init_residual=True), _input(1, 1))
   assert jax.tree.map(np.shape, variables) == jax.tree.map(np.shape, _variables("resnet20"))
   assert all(np.isfinite(v).all() for v in jax.tree.leaves(variables))
   params = variables["params"]
   for block in (f"layer{i}_{j}" for i in (1, 2, 3) for j in (0, 1, 2)):
     assert not np.any(params[block]["bn2"]["scale"]) and np.all(params[block]["bn1"]["scale"] == 1)
   block = resnet.Bottleneck(16, 2, zero_init_residual=True)
-  params = block.init(_key(), jnp.ones((1, 2, 2, 32)))["params"]
+  params = _real_init(block, jnp.ones((1, 2, 2, 32)))["params"]
   assert not np.any(params["bn3"]["scale"]) and np.all(params["downsample_1"]["scale"] == 1)
 
 
@@ -221,3 +237,22 @@ def test_original_bottleneck_matches_torchvision_with_the_stride_moved():
   assert np.max(np.abs(np.asarray(y) - expected.transpose(0, 2, 3, 1))) <= 1e-4
   y15 = resnet.Bottleneck(16, 2).apply(variables, x)
   assert np.max(np.abs(np.asarray(y15) - expected.transpose(0, 2, 3, 1))) > 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(tv_resnet.WEIGHTS))
+def test_weights_table_matches_torchvision(name):
+  torchvision = pytest.importorskip("torchvision")
+  enum = torchvision.models.get_model_weights(tv_resnet.TORCHVISION[name])
+  assert tv_resnet.WEIGHTS[name][0].tag == enum.DEFAULT.name
+  assert {w.tag for w in tv_resnet.WEIGHTS[name]} == {w.name for w in enum}
+  for ours in tv_resnet.WEIGHTS[name]:
+    theirs = enum[ours.tag]
+    transform = theirs.transforms()
+    assert theirs.url.endswith("/" + ours.file)
+    assert ours.top1 == pytest.approx(theirs.meta["_metrics"]["ImageNet-1K"]["acc@1"])
+    assert [ours.preprocessing.resize] == transform.resize_size
+    assert [ours.preprocessing.crop] == transform.crop_size
+    assert tuple(transform.mean) == ours.preprocessing.mean
+    assert tuple(transform.std) == ours.preprocessing.std
+    assert transform.interpolation.value == ours.preprocessing.interpolation
+  assert tv_resnet.PREPROCESSING[name] == tv_resnet.WEIGHTS[name][0].preprocessing

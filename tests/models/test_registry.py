@@ -1,0 +1,136 @@
+"""Every registered model: exact parameter counts, and a real init, forward and backward."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax import models
+from cnnjax.errors import UserError
+
+# The issue's table (torchvision's counts where it has the model), num_classes = the default.
+PARAMS = {
+    "lenet5": 61_706,
+    "alexnet": 61_100_840,
+    "zfnet": 62_357_608,
+    "vgg11": 132_863_336, "vgg13": 133_047_848, "vgg16": 138_357_544, "vgg19": 143_667_240,
+    "vgg11_bn": 132_868_840, "vgg13_bn": 133_053_736, "vgg16_bn": 138_365_992,
+    "vgg19_bn": 143_678_248,
+    "googlenet": 6_624_904,
+    "inception_v3": 27_161_264,
+    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
+    "resnet101": 44_549_160, "resnet152": 60_192_808,
+    "resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586, "resnet56": 853_018,
+    "resnet110": 1_727_962,
+}
+OPTION_PARAMS = [
+    ("lenet5", dict(original=True), 60_000),
+    ("alexnet", dict(original=True), 60_965_224),
+    ("resnet50", dict(original=True), 25_557_032),
+]
+
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+def count(name, size=None, **options):
+  spec = models.get_spec(name)
+  model = models.create(name, **options)
+  size = size or spec.input_size
+  x = jnp.zeros((1, size, size, spec.channels))
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes["params"]))
+
+
+def test_the_table_covers_the_registry():
+  assert sorted(PARAMS) == sorted(models.names())
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_exact_parameter_count(name):
+  assert count(name) == PARAMS[name]
+
+
+@pytest.mark.parametrize("name,options,expected", OPTION_PARAMS)
+def test_exact_parameter_count_of_paper_forms(name, options, expected):
+  assert count(name, **options) == expected
+
+
+def _run(model, variables, x, labels):
+  """Train-mode gradients and new BatchNorm statistics, and eval-mode logits, in one compile."""
+  def loss(params, batch_stats):
+    logits, new = model.apply({"params": params, **batch_stats}, x, train=True,
+                              rngs={"dropout": jax.random.key(1)}, mutable=["batch_stats"])
+    onehot = jax.nn.one_hot(labels, logits.shape[-1])
+    return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * onehot, -1)), (logits, new)
+
+  def step(variables):
+    params = variables["params"]
+    stats = {k: v for k, v in variables.items() if k == "batch_stats"}
+    grads, (train_logits, new) = jax.grad(loss, has_aux=True)(params, stats)
+    eval_logits = model.apply(variables, x, train=False)
+    return grads, train_logits, eval_logits, new
+
+  return jax.jit(step).lower(variables).compile(FAST_COMPILE)(variables)
+
+
+# JAX's CPU random number generation makes a real init of the 60M+ parameter models (their
+# 4096-wide dense layers) take 20 s or more each on 2 cores; those get their variables from an
+# abstract init filled with noise, and one of them (alexnet) is initialised for real below.
+REAL_INIT_LIMIT = 30_000_000
+
+
+def _noise_like(tree):
+  rng = np.random.default_rng(0)
+  return jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.02, s.shape), s.dtype), tree)
+
+
+def _init(model, x, real: bool):
+  init = lambda k: model.init(k, x[:1], train=False)
+  if not real:
+    return _noise_like(jax.eval_shape(init, jax.random.key(0)))
+  return jax.jit(init).lower(jax.random.key(0)).compile(FAST_COMPILE)(jax.random.key(0))
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_init_forward_backward_at_the_smallest_input(name):
+  spec = models.get_spec(name)
+  model = models.create(name)
+  x = jnp.asarray(np.random.default_rng(0).normal(
+      size=(2, spec.min_input_size, spec.min_input_size, spec.channels)), jnp.float32)
+  variables = _init(model, x, real=PARAMS[name] < REAL_INIT_LIMIT)
+  grads, train_logits, eval_logits, new = _run(model, variables, x, jnp.array([1, 2]))
+  for logits in (train_logits, eval_logits):
+    assert logits.shape == (2, spec.num_classes) and logits.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(logits)))
+  leaves = jax.tree.leaves(grads)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+  assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0
+  if "batch_stats" in variables:  # train mode moves the statistics; eval mode reads them only
+    moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), variables["batch_stats"],
+                         new["batch_stats"])
+    assert any(jax.tree.leaves(moved))
+  else:
+    assert not new
+
+
+def test_a_large_model_initialises_for_real():
+  model = models.create("alexnet", num_classes=10)
+  x = jnp.zeros((1, 63, 63, 3))
+  variables = _init(model, x, real=True)
+  kernel = np.asarray(variables["params"]["fc6"]["kernel"])
+  assert kernel.shape == (9216, 4096) and np.isfinite(kernel).all() and kernel.std() > 0
+
+
+def test_unknown_model_and_option_are_one_clear_line():
+  with pytest.raises(UserError, match=r"unknown model 'resnet51'. Did you mean 'resnet50'"):
+    models.create("resnet51")
+  with pytest.raises(UserError, match=r"model 'vgg16' takes no option 'shortcut'. Valid options:"):
+    models.create("vgg16", shortcut="B")
+  with pytest.raises(UserError, match=r"unknown dtype 'float8'"):
+    models.create("lenet5", dtype="float8")
+
+
+def test_options_set_to_none_keep_the_defaults():
+  assert models.create("lenet5", activation=None, pool=None).activation == "relu"

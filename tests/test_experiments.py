@@ -1,0 +1,70 @@
+"""Every experiment file: loads for each of its models, validates, and its smoke variant trains
+through launch.py on the embedded data with a falling loss (one model per architecture)."""
+
+import glob
+import json
+import os
+
+import pytest
+
+from cnnjax import config as config_lib, models
+from tests.test_launch import launch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ZOO = {
+    "alexnet_imagenet.py": ["alexnet", "alexnet,original"],
+    "zfnet_imagenet.py": ["zfnet"],
+    "vgg_imagenet.py": ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn",
+                        "vgg19_bn"],
+    "googlenet_imagenet.py": ["googlenet", "googlenet,original"],
+    "inception_v3_imagenet.py": ["inception_v3"],
+    "resnet_imagenet.py": ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                           "resnet50,original"],
+    "resnet_cifar.py": ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"],
+    "lenet_mnist.py": [None, "original"],
+}
+
+
+def test_every_registered_model_has_an_experiment():
+  covered = {arg.split(",")[0] for args in ZOO.values() for arg in args if arg} | {"lenet5"}
+  assert covered == set(models.names())
+  files = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))}
+  assert set(ZOO) <= files
+
+
+@pytest.mark.parametrize("path,arg", [(p, a) for p, args in ZOO.items() for a in args])
+def test_experiment_loads_and_validates(path, arg):
+  spec = os.path.join(ROOT, "experiments", path) + (f":{arg}" if arg else "")
+  natural = config_lib.load(spec)
+  config_lib.validate(natural)
+  assert natural.model == (arg or "lenet5").split(",")[0].replace("original", "lenet5")
+  if path != "lenet_mnist.py":
+    smoke = config_lib.load(f"{spec},smoke")
+    config_lib.validate(smoke)
+    assert smoke.dataset == "mnist5k" and smoke.num_steps <= 10
+
+
+def test_bad_experiment_argument_is_one_line(tmp_path):
+  done = launch("--config=experiments/vgg_imagenet.py:vgg16,smok", f"--workdir={tmp_path}")
+  assert done.returncode == 2 and "Traceback" not in done.stderr
+  assert "unknown experiment argument 'smok'" in done.stderr
+
+
+# One model per architecture (the smallest of each family): a few real steps through launch.py.
+SMOKE = [("lenet_mnist.py", None), ("alexnet_imagenet.py", "alexnet"),
+         ("zfnet_imagenet.py", "zfnet"), ("vgg_imagenet.py", "vgg11_bn"),
+         ("googlenet_imagenet.py", "googlenet"), ("inception_v3_imagenet.py", "inception_v3"),
+         ("resnet_imagenet.py", "resnet18"), ("resnet_cifar.py", "resnet20")]
+
+
+@pytest.mark.parametrize("path,arg", SMOKE, ids=[p for p, _ in SMOKE])
+def test_every_architecture_trains_on_the_embedded_data(tmp_path, data_dir, path, arg):
+  spec = f"--config=experiments/{path}" + (f":{arg},smoke" if arg else "")
+  extra = ["--config.num_steps=8", "--config.log_every_steps=1", "--config.eval_every_epochs=0",
+           "--config.data.eval_split=test[:64]"] if arg is None else []
+  done = launch(spec, f"--workdir={tmp_path}", f"--config.data.data_dir={data_dir}", *extra)
+  assert done.returncode == 0, done.stderr[-3000:]
+  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  losses = [r["train/loss"] for r in rows if "train/loss" in r]
+  assert len(losses) == 8
+  assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
