@@ -65,17 +65,26 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return FLAGS(argv)
   except flags.Error as e:
+    root = _root_cause(e)
+    if root is not e:  # the experiment file itself raised (e.g. a bad ``:ARG``)
+      fail(f"can't load --config: {type(root).__name__}: {str(root).splitlines()[0]}")
     fail(str(e).splitlines()[0])
   except (OSError, KeyError, AttributeError, TypeError, ValueError, SyntaxError) as e:
     fail(_override_error(argv, e))
   return []
 
 
+def _root_cause(error: BaseException) -> BaseException:
+  while error.__cause__ or error.__context__:
+    error = error.__cause__ or error.__context__
+  return error
+
+
 def _load_config():
   try:
     return FLAGS.config
   except Exception as e:  # pylint: disable=broad-except  # a broken experiment file
-    cause = e.__cause__ or e.__context__ or e
+    cause = _root_cause(e)
     fail(f"can't load --config: {type(cause).__name__}: {str(cause).splitlines()[0]}")
 
 

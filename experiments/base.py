@@ -42,6 +42,7 @@ def get_config(arg=None):
       "resize": none(int),
       "max_shift": 0,  # random translation by up to this many pixels
       "flip": False,  # random left-right flips
+      "train_per_class": none(int),  # few-label training: a seeded stratified subset
       "val_fraction": 0.2,  # image folders (dataset='folder:/path'): held-out share per class
       "in_memory": True,  # decode the splits once into memory (skipped above 2 GiB decoded)
       "num_threads": 2,  # grain reader threads

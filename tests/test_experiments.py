@@ -26,7 +26,8 @@ ZOO = {
 
 
 def test_every_registered_model_has_an_experiment():
-  covered = {arg.split(",")[0] for args in ZOO.values() for arg in args if arg} | {"lenet5"}
+  covered = {arg.split(",")[0] for args in ZOO.values() for arg in args
+             if arg and arg != "original"} | {"lenet5"}
   assert covered == set(models.names())
   files = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))}
   assert set(ZOO) <= files
@@ -37,7 +38,7 @@ def test_experiment_loads_and_validates(path, arg):
   spec = os.path.join(ROOT, "experiments", path) + (f":{arg}" if arg else "")
   natural = config_lib.load(spec)
   config_lib.validate(natural)
-  assert natural.model == (arg or "lenet5").split(",")[0].replace("original", "lenet5")
+  assert natural.model == ("lenet5" if path == "lenet_mnist.py" else arg.split(",")[0])
   if path != "lenet_mnist.py":
     smoke = config_lib.load(f"{spec},smoke")
     config_lib.validate(smoke)

@@ -85,6 +85,23 @@ class Dataset:
         self, source=ArraySource({self.image_key: images, self.label_key: labels}))
 
 
+def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Dataset:
+  """A seeded, stratified subset: ``per_class`` examples of each class (few-label training)."""
+  mem = dataset.in_memory()
+  labels = np.asarray(mem.source.arrays[dataset.label_key])
+  rng = np.random.default_rng([seed, 7])
+  picked = []
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    if len(members) < per_class:
+      raise UserError(f"class {c} of {dataset.name}:{dataset.split} has {len(members)} examples, "
+                      f"fewer than config.data.train_per_class={per_class}.")
+    picked.append(rng.choice(members, per_class, replace=False))
+  idx = np.sort(np.concatenate(picked))
+  arrays = {k: v[idx] for k, v in mem.source.arrays.items()}
+  return dataclasses.replace(mem, source=ArraySource(arrays))
+
+
 def in_memory_if_small(dataset: Dataset, max_bytes: int = MAX_IN_MEMORY_BYTES) -> Dataset:
   """``dataset.in_memory()`` if it fits in ``max_bytes``; else ``dataset`` itself, logging why."""
   size = dataset.memory_bytes()

@@ -13,6 +13,7 @@ model only sows.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,17 @@ from cnnjax.inspect import receptive
 
 
 @dataclasses.dataclass(frozen=True)
+class Layer:
+  """One row of a per-layer table (see ``layers``)."""
+
+  name: str  # module path (``conv1_1``, ``layer1_0/bn1``) or ``<module>/pool<n>`` for a function
+  kind: str  # module class (Conv, Dense, BatchNorm, Pool, ...) or the op (max_pool, ...)
+  var: Any  # the jaxpr variable holding its output
+  module: str | None  # module path when the layer is a module (it owns its parameters)
+  macs: int
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a cache key for compiles
 class Graph:
   """The traced forward pass of ``model`` on inputs of ``input_shape`` (batch included).
 
@@ -33,11 +45,12 @@ class Graph:
     closed: the jaxpr of ``(variables, x) -> (logits, intermediates)``.
     variables: shapes and dtypes of the model variables it was traced with.
     input_shape: NHWC shape of ``x``.
-    taps: name -> jaxpr variable: ``logits``, sown names, and module paths (``conv1_1``,
-      ``layer1_0/conv1``); ``#i`` marks the i-th call of a module or sow (i > 0).
+    taps: name -> jaxpr variable: ``input``, ``logits``, sown names, module paths
+      (``conv1_1``, ``layer1_0/conv1``; ``#i`` marks the i-th call, i > 0) and the layers.
     sown: the sown names, in model order.
     classes: module path -> class name, for every module called.
     analysis: receptive fields and structural events (``receptive.Analysis``).
+    layers: the table's rows, in forward order (``layers``).
   """
 
   closed: jcore.ClosedJaxpr
@@ -47,10 +60,11 @@ class Graph:
   sown: tuple[str, ...]
   classes: Mapping[str, str]
   analysis: receptive.Analysis
+  layers: tuple[Layer, ...] = ()
 
   def var(self, name: str):
     if name not in self.taps:
-      raise unknown("layer", name, [n for n in self.taps if n != "logits"])
+      raise unknown("layer", name, self.taps)
     return self.taps[name]
 
   def shape(self, name: str) -> tuple[int, ...]:
@@ -59,6 +73,59 @@ class Graph:
   def field(self, name: str) -> receptive.State:
     """The receptive-field state of a named output (one ``receptive.Axis`` per H, W)."""
     return self.analysis.states[self.var(name)]
+
+
+def module_path(scope: str) -> str:
+  """Module path of a jaxpr name scope: drop the top class and method scopes (``Cls.method``)."""
+  parts = scope.split("/")[1:]
+  return "/".join(p for p in parts if "." not in p)
+
+
+def inside(path: str, owner: str) -> bool:
+  return path == owner or path.startswith(owner + "/")
+
+
+def subtree(tree: Mapping, path: str) -> Any:
+  """The part of a nested dict at module ``path`` ({} if there is none)."""
+  for key in path.split("/") if path else ():
+    if not isinstance(tree, Mapping) or key not in tree:
+      return {}
+    tree = tree[key]
+  return tree
+
+
+def _size(tree: Any) -> int:
+  return sum(math.prod(a.shape) for a in jax.tree.leaves(tree))
+
+
+def layers(taps: Mapping[str, Any], classes: Mapping[str, str], variables: Any,
+           analysis: receptive.Analysis) -> tuple[Layer, ...]:
+  """The rows: leaf modules with parameters or a structural op, then functional pools etc.
+
+  A leaf module (Conv, Dense, BatchNorm, ``layers.Pool``) is one row, named by its path. A
+  structural op outside every such module (``layers.pool``, a global mean) is a row named after
+  the module that calls it: ``pool<n>``, ``global_pool<n>``, ``conv<n>``, ``dense<n>``.
+  """
+  paths = [p for p in classes if p and p in taps]
+  leaves = [p for p in paths if not any(q.startswith(p + "/") for q in paths)]
+  scopes = {module_path(e.scope) for e in analysis.events}
+  params = variables.get("params", {})
+  owners = [p for p in leaves if _size(subtree(params, p)) or any(inside(e, p) for e in scopes)]
+  found = []
+  for path in owners:
+    macs = sum(e.macs for e in analysis.events if inside(module_path(e.scope), path))
+    found.append(Layer(path, classes[path], taps[path], path, macs))
+  counters: dict[str, int] = {}
+  for e in analysis.events:
+    where = module_path(e.scope)
+    if any(inside(where, o) for o in owners):
+      continue
+    family = e.kind if e.kind in ("conv", "dense") else (
+        "global_pool" if e.kind.startswith("global") else "pool")
+    key = f"{where}/{family}" if where else family
+    counters[key] = counters.get(key, 0) + 1
+    found.append(Layer(f"{key}{counters[key]}", e.kind, e.var, None, e.macs))
+  return tuple(sorted(found, key=lambda layer: analysis.order.get(layer.var, -1)))
 
 
 def abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
@@ -121,7 +188,10 @@ def trace(model: nn.Module, variables: Any, input_shape: Sequence[int]) -> Graph
   analysis = receptive.analyse(closed, states)
   taps["input"] = closed.jaxpr.invars[n_var]
   sown.sort(key=lambda name: analysis.order.get(taps[name], -1))  # model order, not a-z
-  return Graph(closed, shapes, tuple(input_shape), taps, tuple(sown), classes, analysis)
+  rows = layers(taps, classes, shapes, analysis)
+  for layer in rows:
+    taps.setdefault(layer.name, layer.var)
+  return Graph(closed, shapes, tuple(input_shape), taps, tuple(sown), classes, analysis, rows)
 
 
 def run(graph: Graph, variables: Any, x: jax.Array, taps: Sequence[str] = (),

@@ -7,6 +7,7 @@ tests check the content of the pictures, not just that they exist.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 from matplotlib import patches as mpatches  # pylint: disable=wrong-import-position
 
+from cnnjax.errors import UserError  # pylint: disable=wrong-import-position
 from cnnjax.inspect import graph as graph_lib  # pylint: disable=wrong-import-position
 from cnnjax.inspect import loading, visualize  # pylint: disable=wrong-import-position
 
@@ -137,76 +139,117 @@ def _pad_to(channels: list[int], n: int) -> list[int]:
   return channels + [channels[-1]] * (n - len(channels))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Job:
+  """What every picture of one ``write_all`` call shares."""
+
+  item: loading.Inspectable
+  out_dir: str
+  g: graph_lib.Graph  # traced at batch 1
+  x: Any  # the model input
+  picture: np.ndarray  # the same image as [0, 1] pixels
+  label: int | None
+  layers: list[str]
+  spatial: list[str]  # the layers that are feature maps
+  max_channels: int
+
+  def out(self, name: str) -> str:
+    return os.path.join(self.out_dir, name)
+
+  def channels(self, layer: str) -> list[int]:
+    return visualize.channel_choice(self.g.shape(layer)[-1], self.max_channels)
+
+
 def write_all(item: loading.Inspectable, out_dir: str, *, image: np.ndarray | None = None,
               index: int = 0, layers: Sequence[str] | None = None, seed: int = 0,
               steps: int = 256, max_channels: int = 16, top_k: int = 8, num_images: int = 1000,
               gradcam_layer: str | None = None) -> dict[str, dict[str, Any]]:
   """Writes every picture into ``out_dir``; returns {file name: the numbers it shows}."""
-  os.makedirs(out_dir, exist_ok=True)
-  h, w, c = item.input_shape
   label = None
   if image is None:
     if item.dataset is None:
-      raise loading.UserError("this source has no dataset; pass --image=FILE.")
+      raise UserError("this source has no dataset; pass --image=FILE (and --dataset=NAME for "
+                      "the top patches).")
     image, label = loading.dataset_image(item.dataset, index)
-  x = jnp.asarray(item.preprocess(image[None]))
-  picture = np.asarray(item.display(image[None]))[0]
-  g = graph_lib.trace(item.model, item.variables, (1, h, w, c))
+  g = graph_lib.trace(item.model, item.variables, (1, *item.input_shape))
   layers = list(layers or visualize.spatial_layers(g))
-  spatial = [n for n in layers if len(g.shape(n)) == 4]
-  v, out, report = item.variables, lambda f: os.path.join(out_dir, f), {}
+  job = _Job(item, out_dir, g, jnp.asarray(item.preprocess(image[None])),
+             np.asarray(item.display(image[None]))[0], label, layers,
+             [n for n in layers if len(g.shape(n)) == 4], max_channels)
+  os.makedirs(out_dir, exist_ok=True)
+  return {**_filters_and_maps(job), **_fields(job), **_maximisation(job, seed, steps),
+          **_patches(job, top_k, num_images), **_prediction(job, gradcam_layer)}
 
-  kernels = visualize.first_layer_filters(g, v)
-  report["filters.png"] = {"tiles": draw_filters(
-      kernels, out("filters.png"), f"{item.name}: first-layer filters ({len(kernels)})")}
-  features = visualize.feature_maps(g, v, x, spatial)
-  for name in spatial:
+
+def _filters_and_maps(job: _Job) -> dict:
+  kernels = visualize.first_layer_filters(job.g, job.item.variables)
+  title = f"{job.item.name}: first-layer filters ({len(kernels)})"
+  report = {"filters.png": {"tiles": draw_filters(kernels, job.out("filters.png"), title)}}
+  features = visualize.feature_maps(job.g, job.item.variables, job.x, job.spatial)
+  for name in job.spatial:
     maps, f = features[name], f"features_{_file(name)}.png"
-    report[f] = {"channels": draw_maps(maps, out(f), f"{name}: {'x'.join(map(str, maps.shape))}"
-                                       f" feature maps", max_channels)}
-  if spatial:
-    fields = [visualize.effective_field(g, v, x, n) for n in spatial]
-    draw_fields(picture, fields, out("receptive_fields.png"))
-    report["receptive_fields.png"] = {f.layer: {"box": f.box, "gradient": f.gradient,
-                                                "unit": f.unit} for f in fields}
-
-  lo, hi = visualize.valid_range(item.preprocess, (h, w, c))
-  g_many = graph_lib.trace(item.model, v, (max_channels, h, w, c))
-  for name in layers:
-    chans = visualize.channel_choice(g.shape(name)[-1], max_channels)
-    m = visualize.maximise(g_many, v, name, _pad_to(chans, max_channels), lo, hi, seed=seed,
-                           steps=steps)
-    n = len(chans)
-    tiles = normalise(_as_display((m.images[:n] - np.asarray(lo)) / np.asarray(hi - lo)),
-                      axes=(1, 2, 3))
-    f = f"maximisation_{_file(name)}.png"
-    grid = tile_grid(tiles, visualize.grid_shape(n)[1])
-    _show(grid, f"{name}: images that maximise each channel (seed {seed})",
-          out(f), scale=_scale(grid.shape[1]))
-    report[f] = {"channels": chans, "start": m.start[:n], "final": m.final[:n]}
-
-  if item.dataset is not None:
-    count = min(num_images, len(item.dataset))
-    g_batch = graph_lib.trace(item.model, v, (min(100, count), h, w, c))
-    raw = lambda i: loading.dataset_image(item.dataset, i)[0]
-    for name in layers:
-      chans = visualize.channel_choice(g.shape(name)[-1], max_channels)
-      p = visualize.top_patches(g_batch, v, item.preprocess, item.display, raw, count, name,
-                                chans, top_k)
-      f = f"top_patches_{_file(name)}.png"
-      grid = tile_grid(p.patches.reshape(-1, *p.patches.shape[2:]), p.patches.shape[1])
-      _show(grid, f"{name}: top {p.patches.shape[1]} of {count} images per channel (rows)",
-            out(f), scale=_scale(grid.shape[1]))
-      report[f] = {"values": p.values, "images": p.images, "patch_shape": p.patches.shape}
-
-  cls, sal = visualize.saliency(g, v, x)
-  cam_layer = gradcam_layer or (spatial[-1] if spatial else visualize.spatial_layers(g)[-1])
-  cam = visualize.grad_cam(g, v, x, cam_layer, cls)
-  truth = f", label {label}" if label is not None else ""
-  draw_prediction(picture, sal, cam, out("saliency_gradcam.png"),
-                  f"{item.origin}: predicted {cls}{truth}", cam_layer)
-  report["saliency_gradcam.png"] = {"predicted": cls, "label": label, "gradcam_layer": cam_layer}
+    title = f"{name}: {'x'.join(map(str, maps.shape))} feature maps"
+    report[f] = {"channels": draw_maps(maps, job.out(f), title, job.max_channels)}
   return report
+
+
+def _fields(job: _Job) -> dict:
+  if not job.spatial:
+    return {}
+  fields = [visualize.effective_field(job.g, job.item.variables, job.x, n) for n in job.spatial]
+  draw_fields(job.picture, fields, job.out("receptive_fields.png"))
+  return {"receptive_fields.png": {f.layer: {"box": f.box, "gradient": f.gradient,
+                                             "unit": f.unit} for f in fields}}
+
+
+def _maximisation(job: _Job, seed: int, steps: int) -> dict:
+  item, report = job.item, {}
+  lo, hi = visualize.valid_range(item.preprocess, item.input_shape)
+  g = graph_lib.trace(item.model, item.variables, (job.max_channels, *item.input_shape))
+  for name in job.layers:
+    chans = job.channels(name)
+    m = visualize.maximise(g, item.variables, name, _pad_to(chans, job.max_channels), lo, hi,
+                           seed=seed, steps=steps)
+    n, f = len(chans), f"maximisation_{_file(name)}.png"
+    pixels = (m.images[:n] - np.asarray(lo)) / np.asarray(hi - lo)
+    grid = tile_grid(normalise(_as_display(pixels), axes=(1, 2, 3)), visualize.grid_shape(n)[1])
+    what = "the centre unit of each channel" if name in job.spatial else "each unit"
+    _show(grid, f"{name}: images that maximise {what} (seed {seed})", job.out(f),
+          scale=_scale(grid.shape[1]))
+    report[f] = {"channels": chans, "start": m.start[:n], "final": m.final[:n]}
+  return report
+
+
+def _patches(job: _Job, top_k: int, num_images: int) -> dict:
+  item, report = job.item, {}
+  if item.dataset is None:
+    return report
+  count = min(num_images, len(item.dataset))
+  g = graph_lib.trace(item.model, item.variables, (min(100, count), *item.input_shape))
+  raw = lambda i: loading.dataset_image(item.dataset, i)[0]
+  for name in job.layers:
+    p = visualize.top_patches(g, item.variables, item.preprocess, item.display, raw, count,
+                              name, job.channels(name), top_k)
+    f = f"top_patches_{_file(name)}.png"
+    grid = tile_grid(p.patches.reshape(-1, *p.patches.shape[2:]), p.patches.shape[1])
+    _show(grid, f"{name}: top {p.patches.shape[1]} of {count} images per channel (rows)",
+          job.out(f), scale=_scale(grid.shape[1]))
+    report[f] = {"values": p.values, "images": p.images, "patch_shape": p.patches.shape}
+  return report
+
+
+def _prediction(job: _Job, gradcam_layer: str | None) -> dict:
+  cls, sal = visualize.saliency(job.g, job.item.variables, job.x)
+  order = lambda n: job.g.analysis.order.get(job.g.var(n), -1)
+  candidates = sorted(job.spatial or visualize.spatial_layers(job.g), key=order)
+  if gradcam_layer is None and not candidates:
+    raise UserError("no feature map to run Grad-CAM on; pass --gradcam_layer=LAYER.")
+  layer = gradcam_layer or candidates[-1]
+  cam = visualize.grad_cam(job.g, job.item.variables, job.x, layer, cls)
+  truth = f", label {job.label}" if job.label is not None else ""
+  draw_prediction(job.picture, sal, cam, job.out("saliency_gradcam.png"),
+                  f"{job.item.origin}: predicted {cls}{truth}", layer)
+  return {"saliency_gradcam.png": {"predicted": cls, "label": job.label, "gradcam_layer": layer}}
 
 
 def describe(facts: dict[str, Any]) -> str:
@@ -214,7 +257,7 @@ def describe(facts: dict[str, Any]) -> str:
   if "tiles" in facts:
     return f" ({facts['tiles']} filter tiles)"
   if "start" in facts:
-    return (f" (channel activation {np.mean(facts['start']):.3g} on the starting noise -> "
+    return (f" (target activation {np.mean(facts['start']):.3g} on the starting noise -> "
             f"{np.mean(facts['final']):.3g}, mean over {len(facts['channels'])} channels)")
   if "channels" in facts:
     return f" ({facts['channels']} channels)"

@@ -4,8 +4,9 @@ Rows, in forward order: the input; every leaf module that has parameters or does
 operation (Conv, Dense, BatchNorm, ``layers.Pool``, ...); and the pooling done by plain
 functions (``layers.pool``, a global mean), named ``<module>/pool<n>`` or
 ``<module>/global_pool<n>`` after the module that calls them. Activations (ReLU), dropout and
-concatenations are not rows: like the course's VGG-16 table, ``activations`` counts the input
-plus each row's output once. The forward pass is the inference one (``train=False``), so
+concatenations are not rows (nor an output layer computed by plain functions, like the 1998
+LeNet's RBF units): like the course's VGG-16 table, ``activations`` counts the input plus each
+row's output once. The forward pass is the inference one (``train=False``), so
 auxiliary heads are not rows; their parameters are in the totals.
 
 MACs: a convolution's ``out_h·out_w·out_c·(k_h·k_w·in_c/groups)``, a dense layer's
@@ -66,28 +67,14 @@ def _bytes(tree: Any) -> int:
   return sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree))
 
 
-def _subtree(tree: Mapping, path: str) -> Any:
-  for key in path.split("/") if path else ():
-    if not isinstance(tree, Mapping) or key not in tree:
-      return {}
-    tree = tree[key]
-  return tree
-
-
-def module_path(scope: str) -> str:
-  """Module path of a jaxpr name scope: drop the top class and method scopes (``Cls.method``)."""
-  parts = scope.split("/")[1:]
-  return "/".join(p for p in parts if "." not in p)
-
-
-def _inside(path: str, owner: str) -> bool:
-  return path == owner or path.startswith(owner + "/")
-
-
-def _counts(variables: Mapping, path: str) -> tuple[int, int, int]:
-  params = _subtree(variables.get("params", {}), path)
+def _counts(variables: Mapping, path: str | None) -> tuple[int, int, int]:
+  """(params, kernel params, non-trainable variables) owned by module ``path``."""
+  if path is None:
+    return 0, 0, 0
+  params = graph_lib.subtree(variables.get("params", {}), path)
   weights = sum(math.prod(a.shape) for a in jax.tree.leaves(params) if len(a.shape) >= 2)
-  other = sum(_size(_subtree(tree, path)) for col, tree in variables.items() if col != "params")
+  other = sum(_size(graph_lib.subtree(tree, path)) for col, tree in variables.items()
+              if col != "params")
   return _size(params), weights, other
 
 
@@ -100,36 +87,11 @@ def _row(g: graph_lib.Graph, name: str, kind: str, var, counts=(0, 0, 0), macs=0
   return Row(name, kind, shape, n, n * np.dtype(var.aval.dtype).itemsize, *counts, macs, rf, jump)
 
 
-def _layer_modules(g: graph_lib.Graph) -> list[str]:
-  """Leaf modules that own parameters or contain a structural op, by module path."""
-  paths = [p for p in g.classes if p and p in g.taps]
-  leaves = [p for p in paths if not any(q.startswith(p + "/") for q in paths)]
-  events = {module_path(e.scope) for e in g.analysis.events}
-  params = g.variables.get("params", {})
-  return [p for p in leaves if _size(_subtree(params, p)) or any(_inside(e, p) for e in events)]
-
-
 def rows(g: graph_lib.Graph) -> list[Row]:
-  """The table's rows for a traced model (see the module docstring)."""
-  order = g.analysis.order
-  owners = _layer_modules(g)
-  found: list[tuple[int, Row]] = [(-1, _row(g, "input", "input", g.taps["input"]))]
-  for path in owners:
-    macs = sum(e.macs for e in g.analysis.events if _inside(module_path(e.scope), path))
-    var = g.taps[path]
-    found.append((order.get(var, -1), _row(g, path, g.classes[path], var,
-                                           _counts(g.variables, path), macs)))
-  counters: dict[str, int] = {}
-  for e in g.analysis.events:
-    where = module_path(e.scope)
-    if any(_inside(where, o) for o in owners):
-      continue
-    family = {"conv": "conv", "dense": "dense"}.get(e.kind, "global_pool" if e.kind.startswith(
-        "global") else "pool")
-    key = f"{where}/{family}" if where else family
-    counters[key] = counters.get(key, 0) + 1
-    found.append((order[e.var], _row(g, f"{key}{counters[key]}", e.kind, e.var, macs=e.macs)))
-  return [r for _, r in sorted(found, key=lambda item: item[0])]
+  """The table's rows for a traced model: the input, then ``g.layers``."""
+  return [_row(g, "input", "input", g.taps["input"])] + [
+      _row(g, layer.name, layer.kind, layer.var, _counts(g.variables, layer.module), layer.macs)
+      for layer in g.layers]
 
 
 def totals(g: graph_lib.Graph, table: list[Row]) -> dict[str, int]:

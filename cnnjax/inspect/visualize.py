@@ -10,9 +10,9 @@ them is ``pictures``' job. Layers are named as in ``graph.Graph.taps``: the sown
 * ``effective_field``: the gradient of one unit with respect to the input (the *effective*
   receptive field, Luo et al. 2016) next to its theoretical field (``receptive``); the former is
   zero outside the latter by construction.
-* ``maximise``: activation maximisation per channel — gradient ascent on the input with the
-  regularisers of Yosinski et al. 2015 (L2 decay, periodic blur, jitter, clipping to the valid
-  pixel range), seeded.
+* ``maximise``: activation maximisation of each channel's centre unit — gradient ascent on the
+  input with the regularisers of Yosinski et al. 2015 (L2 decay, periodic blur, jitter, clipping
+  to the valid pixel range), seeded.
 * ``top_patches``: for each channel, the dataset patches (each unit's theoretical field) that
   excite it most (Zeiler & Fergus 2014).
 * ``saliency`` (Simonyan et al. 2014) and ``grad_cam`` (Selvaraju et al. 2017) for a prediction.
@@ -21,6 +21,7 @@ them is ``pictures``' job. Layers are named as in ``graph.Graph.taps``: the sown
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -31,15 +32,19 @@ import numpy as np
 
 from cnnjax.errors import UserError
 from cnnjax.inspect import graph as graph_lib
-from cnnjax.inspect import summary
 
 Graph = graph_lib.Graph
 
 
 def _runner(g: Graph, taps: Sequence[str]) -> Callable:
-  taps = tuple(taps)
+  """``graph.run`` of ``g`` for ``taps``, jitted once per (graph, taps)."""
   for name in taps:
     g.var(name)  # unknown names fail here, listing the valid ones
+  return _jitted_run(g, tuple(taps))
+
+
+@functools.cache
+def _jitted_run(g: Graph, taps: tuple[str, ...]) -> Callable:
   return jax.jit(lambda v, x: graph_lib.run(g, v, x, taps))
 
 
@@ -53,8 +58,8 @@ def first_layer_filters(g: Graph, variables: Any) -> np.ndarray:
   convs = sorted((e for e in g.analysis.events if e.kind == "conv"), key=lambda e: e.order)
   if not convs:
     raise UserError("the model has no convolution, so no first-layer filters.")
-  path = summary.module_path(convs[0].scope)
-  owned = summary._subtree(variables["params"], path)  # pylint: disable=protected-access
+  path = graph_lib.module_path(convs[0].scope)
+  owned = graph_lib.subtree(variables["params"], path)
   kernels = [k for k in jax.tree.leaves(owned) if np.ndim(k) == 4]
   if not kernels:
     raise UserError(f"the first convolution ({path or 'top level'}) has no 4-D kernel parameter.")
@@ -128,52 +133,72 @@ class Maximised:
   channels: np.ndarray
   images: np.ndarray  # (n, H, W, C) in the model's input space
   start: np.ndarray  # each target unit's activation on its starting noise
-  final: np.ndarray  # ... and on the optimised image
+  final: np.ndarray  # ... and on the optimised image (without the surround term)
 
 
 def maximise(g: Graph, variables: Any, name: str, channels: Sequence[int], lo, hi, *,
              seed: int = 0, steps: int = 256, lr: float = 0.02, decay: float = 0.005,
-             blur_every: int = 4, jitter: int = 1) -> Maximised:
+             blur_every: int = 4, jitter: int | None = None,
+             surround: float = 0.1) -> Maximised:
   """Activation maximisation: image b maximises unit ``channels[b]`` of ``name``.
 
-  The target is a feature map's channel mean (the "channel" objective of Olah et al. 2017: a
-  unit at one place that a ReLU has switched off on the starting noise would get no gradient at
-  all), or the neuron itself of a vector layer (``pre_logits``, ``logits``). ``g`` must be traced
+  The target is the centre unit of a feature map's channel (its response at one place, so the
+  image shows what fills its receptive field; Yosinski et al. 2015), or the neuron itself of a
+  vector layer (``pre_logits``, ``logits``). The ascent adds ``surround`` times the channel's
+  mean (the "channel" objective of Olah et al. 2017): where a ReLU has switched the centre unit
+  off on the starting noise, its own gradient is zero, the channel's is not. ``g`` must be traced
   at batch ``len(channels)``. The start is noise (0.1 of the pixel range) around the dataset's
   mean pixel (0 after normalisation); steps are normalised gradient steps of ``lr`` times the
   pixel range; every step decays the image towards the mean pixel by ``decay`` and jitters it by
-  up to ``jitter`` pixels, every ``blur_every`` steps blurs it.
+  up to ``jitter`` pixels (default: half the layer's effective stride, 1 for a vector layer — a
+  larger shift than the layer's own grid spacing scrambles what a fine unit sees), every
+  ``blur_every`` steps blurs it.
   """
   n, shape = g.input_shape[0], g.shape(name)
   if len(channels) != n:
     raise ValueError(f"graph traced at batch {n} for {len(channels)} channels")
-  chans = jnp.asarray(channels)
-  run = _runner(g, (name,))
+  g.var(name)
+  if jitter is None:
+    jumps = [a.jump for a in g.field(name) if a.jump is not None]
+    jitter = max(jumps) // 2 if jumps else 1
+  optimise = _optimiser(g, name, steps, lr, decay, blur_every, jitter, surround)
+  images, start, final = jax.device_get(optimise(
+      variables, jax.random.key(seed), jnp.asarray(channels), jnp.asarray(lo), jnp.asarray(hi)))
+  return Maximised(name, np.asarray(channels), images, start, final)
 
-  def objective(v, x):
+
+@functools.cache
+def _optimiser(g: Graph, name: str, steps: int, lr: float, decay: float, blur_every: int,
+               jitter: int, surround: float) -> Callable:
+  """The jitted ascent of ``maximise``, compiled once per graph, layer and settings."""
+  n, shape = g.input_shape[0], g.shape(name)
+  run = _jitted_run(g, (name,))
+
+  def objective(v, x, chans, surround=0.0):
     act = run(v, x)[1][name]
     if act.ndim == 4:
-      act = act.mean(axis=(1, 2))
+      unit = act[:, shape[1] // 2, shape[2] // 2] + surround * act.mean(axis=(1, 2))
+      return unit[jnp.arange(n), chans]
     return act.reshape(n, -1)[jnp.arange(n), chans]
 
   @jax.jit
-  def optimise(v, key):
+  def optimise(v, key, chans, lo, hi):
     mid, span = jnp.clip(0.0, lo, hi), hi - lo  # 0: the normalised input's mean pixel
     x0 = jnp.clip(mid + 0.1 * span * jax.random.normal(key, g.input_shape), lo, hi)
 
     def step(t, x):
       shift = jax.random.randint(jax.random.fold_in(key, t), (2,), -jitter, jitter + 1)
-      grad = jax.grad(lambda x: objective(v, jnp.roll(x, shift, axis=(1, 2))).sum())(x)
+      rolled = lambda x: jnp.roll(x, shift, axis=(1, 2))
+      grad = jax.grad(lambda x: objective(v, rolled(x), chans, surround).sum())(x)
       grad = grad / (jnp.mean(jnp.abs(grad), axis=(1, 2, 3), keepdims=True) + 1e-12)
       x = mid + (x + lr * span * grad - mid) * (1.0 - decay)
       x = jnp.where(t % blur_every == blur_every - 1, _blur(x), x)
       return jnp.clip(x, lo, hi)
 
     x = jax.lax.fori_loop(0, steps, step, x0)
-    return x, objective(v, x0), objective(v, x)
+    return x, objective(v, x0, chans), objective(v, x, chans)
 
-  images, start, final = jax.device_get(optimise(variables, jax.random.key(seed)))
-  return Maximised(name, np.asarray(channels), images, start, final)
+  return optimise
 
 
 def batches(images: Callable[[int], np.ndarray], count: int, size: int) -> Iterator:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from cnnjax.errors import unknown
@@ -69,13 +70,13 @@ def pool(x: Array, kind: str, window: int, stride: int, padding: int = 0,
   if check_pool(kind) == "max":
     return nn.max_pool(x, win, strides, padding=pads)
   dims, step = (1, window, window, 1), (1, stride, stride, 1)
-  sums = jax.lax.reduce_window(x, jnp.zeros((), x.dtype), jax.lax.add, dims, step,
+  sums = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, dims, step,
                                [(0, 0), *pads, (0, 0)])
   # Divisor: the window's cells inside the explicitly padded input (ceil_mode cells excluded).
   h, w = x.shape[1] + 2 * padding, x.shape[2] + 2 * padding
   inside = jnp.ones((1, h, w, 1), x.dtype)
   extra = [(0, 0), *[(0, hi - padding) for _, hi in pads], (0, 0)]
-  counts = jax.lax.reduce_window(inside, jnp.zeros((), x.dtype), jax.lax.add, dims, step, extra)
+  counts = jax.lax.reduce_window(inside, np.zeros((), x.dtype), jax.lax.add, dims, step, extra)
   return sums / counts
 
 

@@ -77,6 +77,8 @@ def _open_data(config, pre: Preprocessing | None) -> tuple[sources.Dataset, sour
   test = sources.load(config.dataset, d.eval_split, d.data_dir, crop=d.crop, resize=d.resize)
   if d.in_memory:  # splits too big to decode into memory stay on disk
     train, test = sources.in_memory_if_small(train), sources.in_memory_if_small(test)
+  if d.train_per_class:
+    train = sources.per_class_subset(train, d.train_per_class, config.seed)
   if pre is not None:
     stats = {"mean": pre.effective_mean, "std": pre.effective_std}
     train, test = dataclasses.replace(train, **stats), dataclasses.replace(test, **stats)

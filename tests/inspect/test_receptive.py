@@ -60,6 +60,9 @@ def test_global_pooling_and_flattening_reduce_to_the_hull():
   assert [e.kind for e in a.events] == ["conv", "global_avg_pool"]
   (flat,), _ = _fields(lambda x: _conv(x, 3).reshape(1, -1) @ jnp.ones((196, 2)))
   assert all(ax.dim is None and ax.size == 16 for ax in flat)
+  # A 1x1 map flattened: its length-1 axes must not land on the (length-1) batch axis.
+  (one,), _ = _fields(lambda x: _conv(x, 16).reshape(1, -1))
+  assert all(ax.dim is None and ax.jump is None and ax.size == 16 for ax in one)
 
 
 def _field(name, tap, **options):

@@ -12,7 +12,7 @@ import pytest
 
 from cnnjax import models
 from cnnjax.errors import UserError
-from cnnjax.inspect import graph, summary
+from cnnjax.inspect import summary
 from tests.inspect import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

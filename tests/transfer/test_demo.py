@@ -1,0 +1,22 @@
+"""The transfer demo's plumbing, at a size that runs in seconds (the real numbers are the README's)."""
+
+from cnnjax.transfer import demo
+
+
+def test_demo_runs_every_mode_and_tabulates(tmp_path, data_dir, monkeypatch):
+  calls = []
+  real_train = demo._train
+
+  def short(mode, workdir, data_dir_, **overrides):
+    calls.append((mode, overrides.get("seed"), overrides.get("init_from")))
+    fast = {"num_steps": 3, "batch_size": 8} if mode != "pretrain" else {"num_epochs": 0.05}
+    return real_train(mode, workdir, data_dir_, **{**overrides, **fast})
+
+  monkeypatch.setattr(demo, "_train", short)
+  results = demo.run(str(tmp_path), seeds=2, per_class=2, data_dir=data_dir)
+  assert set(results) == {"pretrain (mnist5k test)", "linear_probe", "finetune", "scratch"}
+  assert all(len(results[m]) == 2 for m in demo.MODES)
+  pre = str(tmp_path / "pretrain")
+  assert ("finetune", 1, pre) in calls and ("scratch", 0, None) in calls
+  text = demo.table(results)
+  assert text.count("\n") == 5 and "± " in text
