@@ -66,7 +66,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     return FLAGS(argv)
   except flags.Error as e:
     root = _root_cause(e)
-    if root is not e:  # the experiment file itself raised (e.g. a bad ``:ARG``)
+    if "parsing config file" in str(e) and root is not e:  # the experiment file raised
       fail(f"can't load --config: {type(root).__name__}: {str(root).splitlines()[0]}")
     fail(str(e).splitlines()[0])
   except (OSError, KeyError, AttributeError, TypeError, ValueError, SyntaxError) as e:
@@ -116,7 +116,7 @@ def main(argv: list[str]) -> None:
       result = loop.train(config, FLAGS.workdir)
     else:
       result = loop.evaluate(config, FLAGS.workdir)
-  except UserError as e:
+  except (UserError, FloatingPointError) as e:
     fail(str(e))
   logging.info("final: %s", result)
   print("final " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"

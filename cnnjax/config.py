@@ -57,6 +57,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}.")
   if config.data.max_shift < 0:
     raise UserError(f"config.data.max_shift must be >= 0, got {config.data.max_shift}.")
+  if config.data.channels not in (None, 1, 3):
+    raise UserError(f"config.data.channels must be 1 or 3, got {config.data.channels}.")
+  if config.data.train_per_class is not None and config.data.train_per_class <= 0:
+    raise UserError(f"config.data.train_per_class must be positive, got "
+                    f"{config.data.train_per_class}.")
+  if config.checkpoint_every_steps % config.log_every_steps:
+    raise UserError(f"config.checkpoint_every_steps={config.checkpoint_every_steps} must be a "
+                    f"multiple of config.log_every_steps={config.log_every_steps}, so that a "
+                    "resumed run logs the same windows as an uninterrupted one.")
   if config.eval_every_epochs < 0:
     raise UserError(f"config.eval_every_epochs must be >= 0, got {config.eval_every_epochs}.")
 

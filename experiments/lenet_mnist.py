@@ -8,6 +8,8 @@ from experiments import base
 
 
 def get_config(arg=None):
+  if arg not in (None, "original"):
+    raise ValueError(f"unknown experiment argument {arg!r}: use nothing or 'original'")
   c = base.get_config()
   c.model = "lenet5"
   c.model_options.original = base.none(bool)  # True: the 1998 form

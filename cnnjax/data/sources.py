@@ -197,7 +197,10 @@ def load(name: str, split: str, data_dir: str | None = None, *, crop: int | None
     raise unknown(f"split of dataset {name!r}:", base_split, list(splits))
   try:
     source = builder.as_data_source(split=split)
-  except (NotImplementedError, FileNotFoundError, AssertionError, ValueError):
+  except (NotImplementedError, FileNotFoundError, AssertionError, ValueError) as e:
+    if builder.is_prepared():  # prepared, so the split expression itself is bad
+      raise UserError(f"can't read split {split!r} of {name}: "
+                      f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     raise UserError(f"dataset {name!r} is not prepared in {data_dir} (array_record format). "
                     f"Prepare it with: python -m cnnjax.data.prepare {name} "
                     f"--data_dir={data_dir}") from None

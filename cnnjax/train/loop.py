@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import os
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -54,7 +55,8 @@ def prepare_workdir(workdir: str) -> str:
   workdir = os.path.abspath(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test_{os.getpid()}")
+    probe = os.path.join(workdir, f".write_test_{socket.gethostname()}_{jax.process_index()}_"
+                         f"{os.getpid()}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
@@ -72,7 +74,10 @@ def _open_data(config, pre: Preprocessing | None) -> tuple[sources.Dataset, sour
                              image_size=d.crop or d.image_size or 224, resize=d.resize,
                              val_fraction=d.val_fraction, seed=config.seed,
                              channels=d.channels or 3, preprocessing=pre)
-    return load(d.train_split), load(d.eval_split)
+    train = load(d.train_split)
+    if d.train_per_class:
+      train = sources.per_class_subset(train, d.train_per_class, config.seed)
+    return train, load(d.eval_split)
   train = sources.load(config.dataset, d.train_split, d.data_dir, crop=d.crop, resize=d.resize)
   test = sources.load(config.dataset, d.eval_split, d.data_dir, crop=d.crop, resize=d.resize)
   if d.in_memory:  # splits too big to decode into memory stay on disk
@@ -130,7 +135,13 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   parallel.check_batch_size(config.batch_size, mesh)
   pre = _pretrained_preprocessing(config)
   train_data, eval_data = _open_data(config, pre)
+  for split, data in ((config.data.train_split, train_data), (config.data.eval_split, eval_data)):
+    if len(data) == 0:
+      raise UserError(f"split {split!r} of {config.dataset} is empty.")
   spec = models.get_spec(config.model)
+  if config.num_classes is not None and config.num_classes < train_data.num_classes:
+    raise UserError(f"config.num_classes={config.num_classes} is smaller than the "
+                    f"{train_data.num_classes} classes of {config.dataset}.")
   model = models.create(config.model, num_classes=config.num_classes or train_data.num_classes,
                         **config.model_options)
   size = _input_size(spec, train_data.image_shape[0], config.data.image_size or (
@@ -166,13 +177,14 @@ def _optimizer(config, plan: config_lib.Plan, params, frozen: frozenset[str]):
   def make(multiplier: float) -> optax.GradientTransformation:
     lr = schedule if multiplier == 1.0 else (lambda step: multiplier * schedule(step))
     return optim.optimizer(o.name, lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                           decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps, decay=o.decay,
-                           grad_clip_norm=o.grad_clip_norm)
+                           decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps, decay=o.decay)
 
   multipliers = finetune.parse_multipliers(config.finetune.lr_multipliers)
-  if not frozen and not multipliers:
-    return schedule, make(1.0)
-  return schedule, finetune.partitioned(make, finetune.labels(params, frozen, multipliers))
+  tx = make(1.0) if not frozen and not multipliers else finetune.partitioned(
+      make, finetune.labels(params, frozen, multipliers))
+  if o.grad_clip_norm:  # one global norm over every trained parameter
+    tx = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), tx)
+  return schedule, tx
 
 
 def _keys(seed: int) -> dict[str, jax.Array]:
@@ -236,6 +248,33 @@ def run_eval(s: Setup, eval_fn, state) -> dict[str, float]:
   return metrics.finalize(jax.device_get(sums), "eval")
 
 
+# What a resumed run must share with the run that wrote the checkpoint: the data order (dataset,
+# split, batch size, seed) and the shape of the train state (model, optimizer, frozen layers).
+RESUME_KEYS = ("model", "model_options", "num_classes", "dataset", "data.train_split",
+               "data.train_per_class", "batch_size", "seed", "optimizer.name", "finetune")
+
+
+def _check_resume_config(s: Setup) -> None:
+  path = os.path.join(s.workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = json.load(f)
+  new = json.loads(s.config.to_json_best_effort())
+
+  def get(tree, key):
+    for part in key.split("."):
+      tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+  changed = [k for k in RESUME_KEYS if get(old, k) != get(new, k)]
+  if changed:
+    k = changed[0]
+    raise UserError(f"{s.workdir} holds a run with config.{k}={get(old, k)!r}, not "
+                    f"{get(new, k)!r}: resuming needs the same {', '.join(changed)}; use a new "
+                    "--workdir (or config.init_from to start from its weights).")
+
+
 def _write_config(s: Setup) -> None:
   if jax.process_index() == 0:
     with open(os.path.join(s.workdir, "config.json"), "w") as f:
@@ -256,8 +295,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
   """Trains (or resumes) the experiment in ``workdir``; returns the final eval metrics."""
   s = setup(config, workdir, devices)
-  _write_config(s)
   mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
+  if mgr.latest_step() is not None:
+    _check_resume_config(s)
+  _write_config(s)
   state, data_state = _restore_or_init(s, mgr)
   stream = pipeline.train_stream(
       s.train_data, global_batch=config.batch_size, seed=config.seed,
@@ -299,14 +340,23 @@ def _loop(s: Setup, state, stream, train_fn, eval_fn, dropout_key, writer, mgr, 
       if done > tick_step:
         scalars["train/images_per_sec"] = (done - tick_step) * config.batch_size / (now - tick)
       scalars["train/learning_rate"] = float(s.schedule(step))
+      metrics.check_finite(done, scalars)  # on every process: the values are replicated
       writer.write(done, scalars)
+      writer.progress(done, loss=scalars["train/loss"],
+                      img_s=scalars.get("train/images_per_sec", 0.0))
       sums, tick, tick_step = None, now, done
     writer.progress(done)
+    paused = False
     if done == total or (plan.eval_every_steps and done % plan.eval_every_steps == 0):
       final = run_eval(s, eval_fn, state)
+      metrics.check_finite(done, final)
       writer.write(done, final)
+      paused = True
     if done == total or done % config.checkpoint_every_steps == 0:
       checkpoint.save(mgr, done, state, stream.get_state())
+      paused = True
+    if paused and tick_step == done:  # eval and saving don't count in images/s
+      tick = time.monotonic()
   return state, final
 
 

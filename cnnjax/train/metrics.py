@@ -6,6 +6,8 @@ batches are exact: ``finalize`` divides once at the end.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -52,3 +54,11 @@ def finalize(sums: dict[str, Array], prefix: str) -> dict[str, float]:
   """Sums → averages named ``prefix/key``; the count is dropped."""
   count = float(sums["count"])
   return {f"{prefix}/{k}": float(v) / max(count, 1.0) for k, v in sums.items() if k != "count"}
+
+
+def check_finite(step: int, scalars: dict[str, float]) -> None:
+  """Stops a diverged run with a clear message (checked on every process)."""
+  for k, v in scalars.items():
+    if not math.isfinite(v):
+      raise FloatingPointError(f"{k} is {v} at step {step}: training diverged (lower the "
+                               "learning rate or check the data).")

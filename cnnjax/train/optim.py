@@ -34,7 +34,12 @@ def schedule(name: str, *, base_lr: float, total_steps: int, warmup_steps: int =
   elif name == "cosine":
     main = optax.cosine_decay_schedule(base_lr, rest, alpha=final_lr_fraction)
   else:
-    boundaries = {int(s) - warmup_steps: decay_factor for s in decay_steps if s > warmup_steps}
+    # Steps count from the start; a boundary inside the warm-up applies when it ends, and
+    # boundaries that coincide (epochs rounding to one step) multiply.
+    boundaries: dict[int, float] = {}
+    for s in decay_steps:
+      at = max(int(s) - warmup_steps, 0)
+      boundaries[at] = boundaries.get(at, 1.0) * decay_factor
     main = optax.piecewise_constant_schedule(base_lr, boundaries)
   if warmup_steps <= 0:
     return main

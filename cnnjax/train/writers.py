@@ -7,7 +7,6 @@ printed at each logging step. Only process 0 writes.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -24,11 +23,19 @@ def truncate_after(path: str, step: int) -> None:
   if not os.path.exists(path):
     return
   with open(path) as f:
-    kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    kept = [line for line in f if _step_of(line) is not None and _step_of(line) <= step]
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.writelines(kept)
   os.replace(tmp, path)
+
+
+def _step_of(line: str) -> int | None:
+  """The step of a metrics line; None for a blank or torn one (a crash mid-write)."""
+  try:
+    return json.loads(line)["step"]
+  except (json.JSONDecodeError, KeyError, TypeError):
+    return None
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
@@ -52,7 +59,7 @@ class MetricWriter:
       return
     truncate_after(self.path, start_step)
     self.jsonl = open(self.path, "a")  # pylint: disable=consider-using-with
-    self.tb = SummaryWriter(logdir=workdir)
+    self.tb = SummaryWriter(logdir=workdir, purge_step=start_step + 1 if start_step else None)
     if self.stream.isatty():
       self.bar = tqdm(total=total_steps, initial=start_step, unit="step", file=self.stream,
                       dynamic_ncols=True)
@@ -61,10 +68,6 @@ class MetricWriter:
     """Logs ``scalars`` at ``step`` everywhere."""
     if not self.enabled:
       return
-    for k, v in scalars.items():
-      if not math.isfinite(v):
-        raise FloatingPointError(f"{k} is {v} at step {step}: training diverged "
-                                 "(lower the learning rate or check the data).")
     self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
     self.jsonl.flush()
     for k, v in scalars.items():

@@ -9,8 +9,10 @@ Modes (``config.finetune.mode``):
   * ``linear_probe``: only the head trains; the backbone is frozen and BatchNorm runs in inference
     mode (running statistics used and left untouched);
   * ``freeze``: every top-level layer up to and including the last one whose name starts with
-    ``freeze_until`` is frozen (layers in the order the model creates them), BatchNorm statistics
-    of frozen layers included.
+    ``freeze_until`` is frozen (layers in the order the model creates them), and their BatchNorm
+    running statistics are kept. The model still runs in train mode, so frozen BatchNorm layers
+    normalise with batch statistics during training (eval uses the kept running ones); for a
+    backbone fully in inference mode use ``linear_probe``.
 """
 
 from __future__ import annotations

@@ -42,3 +42,17 @@ def test_masked_sums_and_exact_average_over_batches():
   out = metrics.finalize(total, "eval")
   assert out["eval/top1"] == pytest.approx(1 / 3) and out["eval/top5"] == pytest.approx(2 / 3)
   assert "eval/count" not in out
+
+
+def test_check_finite_names_the_metric_and_step():
+  metrics.check_finite(3, {"train/loss": 0.5})
+  with pytest.raises(FloatingPointError, match=r"train/loss is nan at step 7"):
+    metrics.check_finite(7, {"train/loss": float("nan")})
+
+
+def test_resume_truncation_survives_a_torn_line(tmp_path):
+  from cnnjax.train import writers
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "a": 1}\n{"step": 5, "a": 2}\n{"step": 9, "a"')
+  writers.truncate_after(str(path), 5)
+  assert [r["step"] for r in writers.read_metrics(str(path))] == [1, 5]

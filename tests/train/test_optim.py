@@ -60,3 +60,10 @@ def test_unknown_names():
     optim.optimizer("adamx", 0.1)
   with pytest.raises(UserError, match="unknown schedule 'cosin'.*'cosine'"):
     optim.schedule("cosin", base_lr=1.0, total_steps=10)
+
+
+def test_step_boundaries_inside_warmup_or_coinciding_still_decay():
+  s = optim.schedule("step", base_lr=1.0, total_steps=100, warmup_steps=10,
+                     decay_steps=(5, 40, 40), decay_factor=0.1)
+  assert float(s(11)) == pytest.approx(0.1)  # the boundary at 5 applies when warm-up ends
+  assert float(s(41)) == pytest.approx(0.001)  # two decays at step 40
