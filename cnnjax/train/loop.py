@@ -362,12 +362,17 @@ def _loop(s: Setup, state, stream, train_fn, eval_fn, dropout_key, writer, mgr, 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str,
              devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
-  """Evaluates the newest checkpoint in ``workdir`` on the eval split; writes eval.json."""
+  """Evaluates the newest checkpoint in ``workdir`` on the eval split — or, when ``workdir`` has
+  none, the weights named by ``config.init_from`` (e.g. converted torchvision weights, with their
+  own preprocessing) — and writes eval.json."""
   s = setup(config, workdir, devices)
   mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
   restored = checkpoint.restore_latest(mgr, init_state(s))
+  if restored is None and config.init_from:
+    restored = 0, init_state(s, load_init_from(config.init_from)), None
   if restored is None:
-    raise UserError(f"no checkpoint in {mgr.directory} to evaluate; train first.")
+    raise UserError(f"no checkpoint in {mgr.directory} to evaluate (and no config.init_from); "
+                    "train first.")
   step, state, _ = restored
   result = {"step": step, **run_eval(s, compile_steps(s)[1], state)}
   if jax.process_index() == 0:

@@ -64,3 +64,11 @@ def test_weights_of_another_model_are_refused(tmp_path, converted, photos):
   config = tiny_config(None, model="resnet34", dataset=f"folder:{photos}", init_from=converted)
   with pytest.raises(UserError, match="holds resnet18 weights but config.model='resnet34'"):
     loop.setup(config, str(tmp_path), devices=jax.devices()[:1])
+
+
+def test_eval_mode_evaluates_converted_weights_directly(tmp_path, converted, photos):
+  config = tiny_config(None, model="resnet18", dataset=f"folder:{photos}", eval_batch_size=8,
+                       init_from=converted)
+  config.num_classes = 1000  # the converted ImageNet head, evaluated as it is
+  result = loop.evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+  assert result["step"] == 0 and 0.0 <= result["eval/top5"] <= 1.0
