@@ -12,19 +12,11 @@ import numpy as np
 import pytest
 
 from cnnjax.models import layers, registry
+from tests.models.common import abstract_variables, numpy_input
 
 SOWN = {"stem", "stage1", "stage2", "stage3", "pre_logits"}
 OPTIONS = [{"activation": a} for a in ("relu", "leaky_relu", "elu", "gelu", "tanh")] + [
     {"pool": "avg"}, {"dropout": 0.2}, {"dtype": "bfloat16"}, {"negative_slope": 0.2}]
-
-
-def _input(size, batch=2, seed=0):
-  return np.random.default_rng(seed).standard_normal((batch, size, size, 3), np.float32)
-
-
-def _shapes(model, size):
-  x = jnp.zeros((2, size, size, 3))
-  return jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,7 +30,7 @@ def _variables(original):
     return jax.device_put(u * np.float32(np.sqrt(6.0 / fan_in)))
 
   model = registry.create("alexnet", original=original)
-  return jax.tree_util.tree_map_with_path(fill, _shapes(model, 63))
+  return jax.tree_util.tree_map_with_path(fill, abstract_variables(model, 63))
 
 
 def _count(tree):
@@ -47,11 +39,11 @@ def _count(tree):
 
 @pytest.mark.parametrize("original,count", [(False, 61_100_840), (True, 60_965_224)])
 def test_parameter_count(original, count):
-  assert _count(_shapes(registry.create("alexnet", original=original), 224)["params"]) == count
+  assert _count(abstract_variables(registry.create("alexnet", original=original), 224)["params"]) == count
 
 
 def test_original_is_two_towers():
-  params = _shapes(registry.create("alexnet", original=True), 224)["params"]
+  params = abstract_variables(registry.create("alexnet", original=True), 224)["params"]
   kernels = {name: p["kernel"].shape for name, p in params.items()}
   assert kernels == {
       "conv1": (11, 11, 3, 96), "conv2": (5, 5, 48, 256), "conv3": (3, 3, 256, 384),
@@ -64,7 +56,7 @@ def test_paper_map_sizes_and_intermediates(original):
   model = registry.create("alexnet", original=original)
   x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
   _, state = jax.eval_shape(lambda v, x: model.apply(
-      v, x, mutable=["intermediates"], capture_intermediates=True), _shapes(model, 224), x)
+      v, x, mutable=["intermediates"], capture_intermediates=True), abstract_variables(model, 224), x)
   sizes = {k: v["__call__"][0].shape[1] for k, v in state["intermediates"].items()
            if k.startswith(("conv", "pool"))}
   assert sizes == {"conv1": 55, "pool1": 27, "conv2": 27, "pool2": 13, "conv3": 13,
@@ -78,11 +70,11 @@ def test_min_input_size(original):
   assert registry.get_spec("alexnet").min_input_size == size
   x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
   logits, state = jax.eval_shape(
-      lambda v, x: model.apply(v, x, mutable=["intermediates"]), _shapes(model, size), x)
+      lambda v, x: model.apply(v, x, mutable=["intermediates"]), abstract_variables(model, size), x)
   assert logits.shape == (2, 1000) and logits.dtype == jnp.float32
   assert set(state["intermediates"]) == SOWN
   with pytest.raises(Exception):
-    _shapes(model, size - 1)
+    abstract_variables(model, size - 1)
 
 
 @pytest.mark.parametrize("opts", OPTIONS + [dict(o, original=True) for o in OPTIONS])
@@ -90,7 +82,7 @@ def test_every_option_builds_and_traces(opts):
   model = registry.create("alexnet", **opts)
   x = jax.ShapeDtypeStruct((2, 63, 63, 3), jnp.float32)
   out = jax.eval_shape(lambda v, x: model.apply(
-      v, x, train=True, rngs={"dropout": jax.random.key(0)}), _shapes(model, 63), x)
+      v, x, train=True, rngs={"dropout": jax.random.key(0)}), abstract_variables(model, 63), x)
   assert out.shape == (2, 1000) and out.dtype == jnp.float32
 
 
@@ -101,7 +93,7 @@ def test_every_option_builds_and_traces(opts):
 ])
 def test_forward_train_and_eval(opts):
   model, variables = registry.create("alexnet", **opts), _variables(opts.get("original", False))
-  x = _input(63)
+  x = numpy_input(63)
   eval_out = model.apply(variables, x, train=False)
   train_out = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
   for out in (eval_out, train_out):
@@ -111,7 +103,7 @@ def test_forward_train_and_eval(opts):
 
 def test_local_response_norm_matches_torch():
   torch = pytest.importorskip("torch")
-  x = _input(7, seed=3) * 10
+  x = numpy_input(7, seed=3) * 10
   want = torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(
       torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
   np.testing.assert_allclose(layers.local_response_norm(x), want, rtol=1e-5, atol=1e-6)
@@ -128,8 +120,8 @@ def test_torchvision_parity():
   model = registry.create("alexnet")
   # At 224 pool5 gives 6×6 maps: fc6's (C, H, W) -> (H, W, C) row permutation is exercised.
   assert jax.tree.map(np.shape, variables) == jax.tree.map(
-      lambda s: s.shape, _shapes(model, 224))
-  x = _input(224)
+      lambda s: s.shape, abstract_variables(model, 224))
+  x = numpy_input(224)
   with torch.no_grad():
     want = tv(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
   got = np.asarray(model.apply(variables, x, train=False))
@@ -152,7 +144,7 @@ def test_original_trunk_matches_torch():
   names = {"0": "conv1", "4": "conv2", "8": "conv3", "10": "conv4", "12": "conv5"}
   convs = torch_layout.to_flax(trunk.state_dict(), lambda m: (names[m],))["params"]
   variables = {"params": {**_variables(True)["params"], **convs}}
-  x = _input(127) * 20  # large enough that LRN is far from a constant scaling
+  x = numpy_input(127) * 20  # large enough that LRN is far from a constant scaling
   with torch.no_grad():
     want = trunk(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
   _, state = registry.create("alexnet", original=True).apply(

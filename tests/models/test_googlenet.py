@@ -1,7 +1,5 @@
 """GoogLeNet: exact sizes, forward in both modes, every option, aux heads, torchvision parity."""
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +8,8 @@ import pytest
 from cnnjax.errors import UserError
 from cnnjax.models import registry
 from cnnjax.transfer import tv_googlenet
+from tests.models.common import (fast_apply, noise_variables, normal_input, param_count,
+                                 randomise_bn, tree_shapes)
 
 # torchvision's counts; the paper's form: BN → conv bias and the 5×5 branch really 5×5.
 COUNTS = [
@@ -19,61 +19,19 @@ COUNTS = [
     (dict(original=True, aux_logits=True), 13_378_280),
 ]
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
-
-
-def _count(model, size=224):
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))
-  return sum(math.prod(p.shape) for p in jax.tree.leaves(shapes["params"]))
-
-
-def _variables(model, x):
-  """Variables shaped by ``model.init`` (traced with ``eval_shape``), filled with scaled noise.
-
-  Running ``init`` itself costs minutes of XLA compilation on 2 CPU cores (one truncated normal
-  per parameter shape); these tests only need the tree it makes.
-  """
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  rng = np.random.default_rng(0)
-
-  def fill(path, leaf):
-    name, shape = path[-1].key, leaf.shape
-    if name in ("scale", "var"):
-      return jnp.asarray(rng.uniform(0.5, 1.5, shape), jnp.float32)
-    if name in ("bias", "mean"):
-      return jnp.asarray(rng.normal(0.0, 0.1, shape), jnp.float32)
-    return jnp.asarray(rng.normal(0.0, math.prod(shape[:-1]) ** -0.5, shape), jnp.float32)
-
-  return jax.tree_util.tree_map_with_path(fill, shapes)
-
-
-def _apply(model, variables, x, train):
-  """``model.apply`` in one XLA computation; optimisation level 0 halves the compile time."""
-  def run(variables, x):
-    return model.apply(variables, x, train=train, rngs={"dropout": jax.random.key(2)},
-                       mutable=["batch_stats", "intermediates"])
-
-  compiled = jax.jit(run).lower(variables, x).compile(FAST_COMPILE)
-  return compiled(variables, x)
-
-
-def _input(size, batch=2):
-  return jax.random.normal(jax.random.key(1), (batch, size, size, 3))
-
-
 @pytest.mark.parametrize("opts, count", COUNTS)
 def test_param_count(opts, count):
-  assert _count(registry.create("googlenet", **opts)) == count
+  assert param_count(registry.create("googlenet", **opts), 224) == count
 
 
 def test_forward_at_min_size_with_aux_heads():
   spec = registry.get_spec("googlenet")
   model = registry.create("googlenet", aux_logits=True)
-  x = _input(spec.min_input_size)
-  assert _count(model, spec.min_input_size) == 13_004_888  # init creates the aux heads
-  variables = _variables(model, x)
+  x = normal_input(spec.min_input_size)
+  assert param_count(model, spec.min_input_size) == 13_004_888  # init creates the aux heads
+  variables = noise_variables(model, x)
   for train in (False, True):
-    logits, state = _apply(model, variables, x, train)
+    logits, state = fast_apply(model, variables, x, train)
     assert logits.shape == (2, 1000) and logits.dtype == jnp.float32
     assert np.isfinite(np.asarray(logits)).all()
     inter = state["intermediates"]
@@ -92,9 +50,9 @@ def test_forward_at_min_size_with_aux_heads():
 
 def test_too_small_raises():
   with pytest.raises(UserError, match="15"):
-    _count(registry.create("googlenet"), 14)
+    param_count(registry.create("googlenet"), 14)
   with pytest.raises(UserError, match="31"):
-    _count(registry.create("googlenet", original=True), 30)
+    param_count(registry.create("googlenet", original=True), 30)
 
 
 # Options combined, so that each costs no extra compilation; train mode runs every layer.
@@ -105,37 +63,15 @@ def test_too_small_raises():
 ])
 def test_options_build_and_run(opts, size):
   model = registry.create("googlenet", **opts)
-  x = _input(size)
-  variables = _variables(model, x)
+  x = normal_input(size)
+  variables = noise_variables(model, x)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
-  logits, state = _apply(model, variables, x, True)
+  logits, state = fast_apply(model, variables, x, True)
   assert logits.dtype == jnp.float32 and np.isfinite(np.asarray(logits)).all()
   assert len(state["intermediates"]["aux_logits"]) == 2
 
 
 # --- parity with torchvision ------------------------------------------------------------------
-
-def _randomise_bn(torch, net, size):
-  """Random BN affine params, then running stats from one batch, perturbed: they matter, and
-  the activations keep unit scale through the 57 layers."""
-  bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-  with torch.no_grad():
-    for m in bns:
-      m.weight.uniform_(0.5, 1.5)
-      m.bias.normal_(0.0, 0.2)
-      m.momentum = 1.0
-    net.train()
-    net(torch.randn(4, 3, size, size))
-    for m in bns:
-      m.momentum = 0.1
-      m.running_mean.add_(0.1 * torch.randn_like(m.running_mean))
-      m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25)).add_(0.01)
-  net.eval()
-
-
-def _shapes(tree):
-  return jax.tree.map(lambda a: tuple(a.shape), tree)
-
 
 def test_parity_with_torchvision():
   torch = pytest.importorskip("torch")
@@ -144,7 +80,7 @@ def test_parity_with_torchvision():
   size = 57  # odd sizes exercise ceil_mode; the aux heads pool 3×3 → 4×4
   net = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=False,
                                      init_weights=True, dropout=0.0, dropout_aux=0.0)
-  _randomise_bn(torch, net, size)
+  randomise_bn(torch, net, torch.randn(4, 3, size, size))
   state_dict = {k: v.clone() for k, v in net.state_dict().items()}  # before train mode
   x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
   with torch.no_grad():
@@ -155,16 +91,16 @@ def test_parity_with_torchvision():
   model = registry.create("googlenet", aux_logits=True, dropout=0.0, aux_dropout=0.0)
   variables = tv_googlenet.CONVERTERS["googlenet"](state_dict, aux_logits=True)
   xj = jnp.asarray(x.transpose(0, 2, 3, 1))
-  assert _shapes(variables) == _shapes(_variables(model, xj))
-  got, _ = _apply(model, variables, xj, False)
+  assert tree_shapes(variables) == tree_shapes(noise_variables(model, xj))
+  got, _ = fast_apply(model, variables, xj, False)
   assert np.abs(want).std() > 0.1
   assert np.max(np.abs(np.asarray(got) - want)) <= 1e-4
 
-  got_train, state = _apply(model, variables, xj, True)
+  got_train, state = fast_apply(model, variables, xj, True)
   aux1, aux2 = state["intermediates"]["aux_logits"]
   for ours, theirs in zip((got_train, aux2, aux1), want_train):
     assert np.max(np.abs(np.asarray(ours) - theirs)) <= 1e-4
 
   # Without aux heads the converter drops them and the trees match again.
   plain = tv_googlenet.googlenet(state_dict)
-  assert _shapes(plain) == _shapes(_variables(registry.create("googlenet"), xj))
+  assert tree_shapes(plain) == tree_shapes(noise_variables(registry.create("googlenet"), xj))

@@ -9,6 +9,7 @@ import pytest
 
 from cnnjax import models
 from cnnjax.errors import UserError
+from tests.models.common import FAST_COMPILE
 
 # The table (torchvision's counts where it has the model), num_classes = the default.
 PARAMS = {
@@ -31,7 +32,6 @@ OPTION_PARAMS = [
     ("resnet50", dict(original=True), 25_557_032),
 ]
 
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def count(name, size=None, **options):

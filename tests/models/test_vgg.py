@@ -17,6 +17,7 @@ import pytest
 
 from cnnjax.models import registry
 from cnnjax.models.vgg import DEPTHS
+from tests.models.common import abstract_variables, numpy_input
 
 COUNTS = {
     "vgg11": 132_863_336, "vgg13": 133_047_848, "vgg16": 138_357_544, "vgg19": 143_667_240,
@@ -24,15 +25,6 @@ COUNTS = {
     "vgg19_bn": 143_678_248,
 }
 SOWN = {"stem", "stage1", "stage2", "stage3", "stage4", "stage5", "pre_logits"}
-
-
-def _input(size, batch=2, seed=0):
-  return np.random.default_rng(seed).standard_normal((batch, size, size, 3), np.float32)
-
-
-def _shapes(model, size):
-  x = jnp.zeros((2, size, size, 3))
-  return jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
 
 
 @functools.lru_cache(maxsize=1)
@@ -55,12 +47,12 @@ def _variables(name):
       u *= 0.1
     return jax.device_put(u)
 
-  return jax.tree_util.tree_map_with_path(fill, _shapes(registry.create(name), 32))
+  return jax.tree_util.tree_map_with_path(fill, abstract_variables(registry.create(name), 32))
 
 
 @pytest.mark.parametrize("name", list(COUNTS))
 def test_parameter_count(name):
-  params = _shapes(registry.create(name), 224)["params"]
+  params = abstract_variables(registry.create(name), 224)["params"]
   assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) == COUNTS[name]
 
 
@@ -75,14 +67,14 @@ def test_registered_with_depth_table():
 @pytest.mark.parametrize("name", list(COUNTS))
 def test_min_input_size_and_intermediates(name):
   model, size = registry.create(name), registry.get_spec(name).min_input_size
-  variables = _shapes(model, size)
+  variables = abstract_variables(model, size)
   x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
   logits, state = jax.eval_shape(
       lambda v, x: model.apply(v, x, mutable=["intermediates"]), variables, x)
   assert logits.shape == (2, 1000) and logits.dtype == jnp.float32
   assert set(state["intermediates"]) == SOWN
   with pytest.raises(Exception):
-    _shapes(model, size - 1)
+    abstract_variables(model, size - 1)
 
 
 @pytest.mark.parametrize("opts", [
@@ -94,7 +86,7 @@ def test_every_option_builds_and_traces(opts):
     x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
     out, _ = jax.eval_shape(lambda v, x: model.apply(
         v, x, train=True, rngs={"dropout": jax.random.key(0)}, mutable=["batch_stats"]),
-        _shapes(model, 32), x)
+        abstract_variables(model, 32), x)
     assert out.shape == (2, 1000) and out.dtype == jnp.float32
 
 
@@ -104,7 +96,7 @@ def test_every_option_builds_and_traces(opts):
 ])
 def test_forward_train_and_eval(name, opts):
   model, variables = registry.create(name, **opts), _variables(name)
-  x = _input(32)
+  x = numpy_input(32)
   out = model.apply(variables, x, train=False)
   assert out.shape == (2, 1000) and out.dtype == jnp.float32 and np.isfinite(out).all()
   out, _ = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)},
@@ -114,7 +106,7 @@ def test_forward_train_and_eval(name, opts):
 
 def test_batch_stats_change_only_in_train_mode():
   model, variables = registry.create("vgg11_bn"), _variables("vgg11_bn")
-  x = _input(32)
+  x = numpy_input(32)
   out, state = model.apply(variables, x, train=False, mutable=["batch_stats"])
   assert out.shape == (2, 1000) and np.isfinite(out).all()
   same = jax.tree.map(np.array_equal, state["batch_stats"], variables["batch_stats"])
@@ -140,9 +132,9 @@ def test_torchvision_parity(name, size):
       m.running_var.uniform_(0.5, 1.5)
   variables = tv_vgg.CONVERTERS[name](tv.state_dict())
   model = registry.create(name)
-  expected = jax.tree.map(lambda s: s.shape, _shapes(model, size))
+  expected = jax.tree.map(lambda s: s.shape, abstract_variables(model, size))
   assert jax.tree.map(np.shape, variables) == expected
-  x = _input(size)
+  x = numpy_input(size)
   with torch.no_grad():
     want = tv(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
   got = np.asarray(model.apply(variables, x, train=False))
@@ -158,7 +150,7 @@ def test_converter_maps_every_tensor(name):
   with torch.device("meta"):  # shapes only, nothing allocated
     tv = getattr(torchvision.models, tv_vgg.TORCHVISION[name])(weights=None)
   names = tv_vgg._names(DEPTHS[name.removesuffix("_bn")], name.endswith("_bn"))
-  ours = _shapes(registry.create(name), 224)
+  ours = abstract_variables(registry.create(name), 224)
   layout = {4: (2, 3, 1, 0), 2: (1, 0), 1: (0,)}  # OIHW -> HWIO, (out, in) -> (in, out)
   modules = set()
   for key, tensor in tv.state_dict().items():

@@ -12,18 +12,10 @@ import numpy as np
 import pytest
 
 from cnnjax.models import registry
+from tests.models.common import abstract_variables, numpy_input
 
 SOWN = {"stem", "stage1", "stage2", "stage3", "pre_logits"}
 MIN_SIZE = 47
-
-
-def _input(size, batch=2, seed=0):
-  return np.random.default_rng(seed).standard_normal((batch, size, size, 3), np.float32)
-
-
-def _shapes(model, size):
-  x = jnp.zeros((2, size, size, 3))
-  return jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,12 +28,12 @@ def _variables():
     fan_in = np.prod(leaf.shape[:-1]) if path[-1].key == "kernel" else 300.0
     return jax.device_put(u * np.float32(np.sqrt(6.0 / fan_in)))
 
-  return jax.tree_util.tree_map_with_path(fill, _shapes(registry.create("zfnet"), MIN_SIZE))
+  return jax.tree_util.tree_map_with_path(fill, abstract_variables(registry.create("zfnet"), MIN_SIZE))
 
 
 @pytest.mark.parametrize("lrn", [False, True])
 def test_parameter_count(lrn):
-  params = _shapes(registry.create("zfnet", lrn=lrn), 224)["params"]
+  params = abstract_variables(registry.create("zfnet", lrn=lrn), 224)["params"]
   assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) == 62_357_608
 
 
@@ -50,7 +42,7 @@ def test_fig3_map_sizes_and_intermediates(lrn):
   model = registry.create("zfnet", lrn=lrn)
   x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
   _, state = jax.eval_shape(lambda v, x: model.apply(
-      v, x, mutable=["intermediates"], capture_intermediates=True), _shapes(model, 224), x)
+      v, x, mutable=["intermediates"], capture_intermediates=True), abstract_variables(model, 224), x)
   shapes = {k: v["__call__"][0].shape[1:] for k, v in state["intermediates"].items()
             if k.startswith(("conv", "pool"))}
   assert shapes == {
@@ -66,11 +58,11 @@ def test_min_input_size():
   assert registry.get_spec("zfnet").min_input_size == MIN_SIZE
   x = jax.ShapeDtypeStruct((2, MIN_SIZE, MIN_SIZE, 3), jnp.float32)
   logits, state = jax.eval_shape(
-      lambda v, x: model.apply(v, x, mutable=["intermediates"]), _shapes(model, MIN_SIZE), x)
+      lambda v, x: model.apply(v, x, mutable=["intermediates"]), abstract_variables(model, MIN_SIZE), x)
   assert logits.shape == (2, 1000) and logits.dtype == jnp.float32
   assert set(state["intermediates"]) == SOWN
   with pytest.raises(Exception):
-    _shapes(model, MIN_SIZE - 1)
+    abstract_variables(model, MIN_SIZE - 1)
 
 
 @pytest.mark.parametrize("opts", [{"activation": a} for a in (
@@ -81,7 +73,7 @@ def test_every_option_builds_and_traces(opts):
   model = registry.create("zfnet", **opts)
   x = jax.ShapeDtypeStruct((2, MIN_SIZE, MIN_SIZE, 3), jnp.float32)
   out = jax.eval_shape(lambda v, x: model.apply(
-      v, x, train=True, rngs={"dropout": jax.random.key(0)}), _shapes(model, MIN_SIZE), x)
+      v, x, train=True, rngs={"dropout": jax.random.key(0)}), abstract_variables(model, MIN_SIZE), x)
   assert out.shape == (2, 1000) and out.dtype == jnp.float32
 
 
@@ -91,7 +83,7 @@ def test_every_option_builds_and_traces(opts):
 ])
 def test_forward_train_and_eval(opts):
   model, variables = registry.create("zfnet", **opts), _variables()
-  x = _input(MIN_SIZE)
+  x = numpy_input(MIN_SIZE)
   eval_out = model.apply(variables, x, train=False)
   train_out = model.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
   for out in (eval_out, train_out):
@@ -100,7 +92,7 @@ def test_forward_train_and_eval(opts):
 
 
 def test_lrn_changes_the_output():
-  x = _input(MIN_SIZE) * 50  # large activations, so the normalisation is far from identity
+  x = numpy_input(MIN_SIZE) * 50  # large activations, so the normalisation is far from identity
   plain = registry.create("zfnet").apply(_variables(), x)
   normed = registry.create("zfnet", lrn=True).apply(_variables(), x)
   assert not np.allclose(plain, normed)
@@ -124,7 +116,7 @@ def test_trunk_matches_torch(size):
   names = {"0": "conv1", "4": "conv2", "8": "conv3", "10": "conv4", "12": "conv5"}
   convs = torch_layout.to_flax(trunk.state_dict(), lambda m: (names[m],))["params"]
   variables = {"params": {**_variables()["params"], **convs}}
-  x = _input(size) * 20  # large enough that LRN is far from a constant scaling
+  x = numpy_input(size) * 20  # large enough that LRN is far from a constant scaling
   with torch.no_grad():
     want = trunk(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
   _, state = registry.create("zfnet", lrn=True).apply(variables, x, mutable=["intermediates"])
