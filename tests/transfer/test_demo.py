@@ -20,3 +20,14 @@ def test_demo_runs_every_mode_and_tabulates(tmp_path, data_dir, monkeypatch):
   assert ("finetune", 1, pre) in calls and ("scratch", 0, None) in calls
   text = demo.table(results)
   assert text.count("\n") == 5 and "± " in text
+
+
+def test_demo_without_workdir_is_one_line_and_exit_2():
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  done = subprocess.run([sys.executable, "-m", "cnnjax.transfer.demo"], cwd=root,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 2 and "Traceback" not in done.stderr
+  assert done.stderr.strip().splitlines()[-1].startswith("error: usage:")
