@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,9 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "--config=experiments/lenet_mnist.py"
 
 
-def launch(*args, devices=1, **popen):
+def launch(*args, devices=1, cache=None, **popen):
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-         "CNNJAX_CACHE": os.environ.get("CNNJAX_CACHE", "/tmp/cnnjax-test-cache")}
+         "CNNJAX_CACHE": str(cache or os.environ.get("CNNJAX_CACHE", "/tmp/cnnjax-test-cache"))}
   cmd = [sys.executable, "launch.py", *args]
   if popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, **popen)
@@ -70,6 +71,17 @@ def test_eval_mode_and_rerun_of_a_finished_run(tmp_path, data_dir):
   assert result["step"] == 20
   assert result["eval/top1"] == pytest.approx(final_eval(workdir)["eval/top1"])
   assert np.isfinite(result["eval/loss"])
+
+
+def test_second_launch_loads_its_steps_from_the_compilation_cache(tmp_path, data_dir):
+  cache = tmp_path / "cache"
+  runs = [launch(*tiny(tmp_path / f"run{i}", data_dir, "--config.num_steps=5"), cache=cache)
+          for i in range(2)]
+  assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+  hits = [int(re.search(r"(\d+) of \d+ cacheable programs loaded from the cache",
+                        r.stdout).group(1)) for r in runs]
+  assert hits[0] == 0 and hits[1] >= 2  # the train and eval steps at least
+  assert os.listdir(cache)
 
 
 def test_runs_data_parallel_on_8_devices(tmp_path, data_dir):

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cnnjax.models import layers
+from cnnjax.models import kernels, layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "Krizhevsky, Sutskever & Hinton 2012, NeurIPS, Fig. 2 and §3"
@@ -92,7 +92,7 @@ def conv_trunk(module: nn.Module, x, convs: tuple[ConvLayer, ...], act, *,
   norm = lambda y: layers.local_response_norm(y, **LRN)
   stage = 0
   for i, layer in enumerate(convs):
-    x = nn.Conv(layer.features, (layer.kernel, layer.kernel), (layer.stride, layer.stride),
+    x = kernels.Conv(layer.features, (layer.kernel, layer.kernel), (layer.stride, layer.stride),
                 padding=layers.conv_padding(layer.padding), feature_group_count=layer.groups,
                 dtype=module.dtype, name=layer.name)(x)
     x = act(x)

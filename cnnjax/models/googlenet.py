@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import UserError
-from cnnjax.models import layers
+from cnnjax.models import kernels, layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "Szegedy et al. 2015, CVPR, Table 1, Fig. 2b and Fig. 3"
@@ -104,7 +104,7 @@ class BasicConv2d(nn.Module):
   def __call__(self, x, train: bool = False):
     k = self.kernel_size
     k = (k, k) if isinstance(k, int) else tuple(k)
-    x = nn.Conv(self.features, k, self.strides, padding=layers.conv_padding(self.padding),
+    x = kernels.Conv(self.features, k, self.strides, padding=layers.conv_padding(self.padding),
                 use_bias=not self.use_bn, dtype=self.dtype, name="conv")(x)
     if self.use_bn:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=self.bn_eps,

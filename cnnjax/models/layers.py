@@ -16,6 +16,7 @@ import numpy as np
 from flax import linen as nn
 
 from cnnjax.errors import unknown
+from cnnjax.models import kernels
 
 Array = jax.Array
 
@@ -66,9 +67,8 @@ def pool(x: Array, kind: str, window: int, stride: int, padding: int = 0,
   ``count_include_pad=True``) but not the extra cells that ``ceil_mode`` adds, as PyTorch does.
   """
   pads = [_pool_padding(x.shape[axis], window, stride, padding, ceil_mode) for axis in (1, 2)]
-  win, strides = (window, window), (stride, stride)
   if check_pool(kind) == "max":
-    return nn.max_pool(x, win, strides, padding=pads)
+    return kernels.max_pool(x, window, stride, pads)
   dims, step = (1, window, window, 1), (1, stride, stride, 1)
   sums = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, dims, step,
                                [(0, 0), *pads, (0, 0)])

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from cnnjax.models import layers
+from cnnjax.models import kernels, layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "LeCun et al. 1998, Proc. IEEE 86(11), Fig. 2 and Table I"
@@ -91,7 +91,7 @@ class PartialConv(nn.Module):
     b = self.param("bias", nn.initializers.zeros, (len(self.table),), jnp.float32)
     kernel = jnp.zeros((k, k, self.in_features, len(self.table)), jnp.float32)
     kernel = kernel.at[:, :, ins, outs].set(w).astype(self.dtype)
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
+    y = kernels.conv_general_dilated(x, kernel, (1, 1), "VALID",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y + b.astype(self.dtype)
 
@@ -113,11 +113,11 @@ class LeNet5(nn.Module):
     if self.original:
       return self._original(x)
     act = layers.activation(self.activation, self.negative_slope)
-    x = act(nn.Conv(6, (5, 5), padding=layers.conv_padding(2), dtype=self.dtype, name="conv1")(x))
+    x = act(kernels.Conv(6, (5, 5), padding=layers.conv_padding(2), dtype=self.dtype, name="conv1")(x))
     self.sow("intermediates", "stem", x)
     x = layers.pool(x, self.pool, window=2, stride=2)
     self.sow("intermediates", "stage1", x)
-    x = act(nn.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="conv2")(x))
+    x = act(kernels.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="conv2")(x))
     x = layers.pool(x, self.pool, window=2, stride=2)
     self.sow("intermediates", "stage2", x)
     x = x.reshape(x.shape[0], -1)
@@ -132,14 +132,14 @@ class LeNet5(nn.Module):
         self.activation, self.negative_slope)
     pool = "avg" if self.pool == "max" else self.pool
     x = jnp.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)])  # 28×28 digits centred in 32×32
-    x = act(nn.Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))
+    x = act(kernels.Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))
     self.sow("intermediates", "stem", x)
     x = act(TrainableSubsampling(pool, self.dtype, name="s2")(x))
     self.sow("intermediates", "stage1", x)
     x = act(PartialConv(dtype=self.dtype, name="c3")(x))
     x = act(TrainableSubsampling(pool, self.dtype, name="s4")(x))
     self.sow("intermediates", "stage2", x)
-    x = act(nn.Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))
+    x = act(kernels.Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))
     x = x.reshape(x.shape[0], -1)
     x = act(nn.Dense(84, dtype=self.dtype, name="f6")(x))
     self.sow("intermediates", "pre_logits", x)

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import UserError, unknown
-from cnnjax.models import layers
+from cnnjax.models import kernels, layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "He et al. 2016, Deep Residual Learning for Image Recognition, CVPR, Table 1"
@@ -62,7 +62,7 @@ SHORTCUTS = ("A", "B")
 
 
 def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
-  return nn.Conv(features, (kernel, kernel), (strides, strides),
+  return kernels.Conv(features, (kernel, kernel), (strides, strides),
                  padding=layers.conv_padding(kernel // 2), use_bias=False,
                  kernel_init=CONV_INIT, dtype=dtype, name=name)
 

@@ -29,7 +29,7 @@ from typing import Any
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cnnjax.models import layers
+from cnnjax.models import kernels, layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "Simonyan & Zisserman 2015, ICLR, Table 1"
@@ -67,7 +67,7 @@ class VGG(nn.Module):
     x = x.astype(self.dtype)
     for s, (depth, width) in enumerate(zip(self.depths, WIDTHS), start=1):
       for i in range(1, depth + 1):
-        x = nn.Conv(width, (3, 3), padding=layers.conv_padding(1), kernel_init=CONV_INIT,
+        x = kernels.Conv(width, (3, 3), padding=layers.conv_padding(1), kernel_init=CONV_INIT,
                     dtype=self.dtype, name=f"conv{s}_{i}")(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,

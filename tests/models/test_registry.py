@@ -82,8 +82,16 @@ REAL_INIT_LIMIT = 30_000_000
 
 
 def _noise_like(tree):
+  """Small noise everywhere, but BatchNorm variances positive (rsqrt of a negative one is NaN,
+  which max pooling propagates, as PyTorch's does)."""
   rng = np.random.default_rng(0)
-  return jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.02, s.shape), s.dtype), tree)
+
+  def fill(path, s):
+    if path[-1].key == "var":
+      return jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype)
+    return jnp.asarray(rng.normal(0, 0.02, s.shape), s.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, tree)
 
 
 def _init(model, x, real: bool):

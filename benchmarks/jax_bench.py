@@ -1,0 +1,148 @@
+"""The cnnjax side: one registered model's train step and inference, on synthetic data.
+
+Only jax, flax, optax and numpy are needed (no dataset, no grain/tfds/ml_collections), so it runs
+on a bare accelerator image. The step is the one training uses (``cnnjax.train.step.train_step``:
+cross-entropy, SGD with momentum) compiled with ``jax.jit`` over a ``data`` mesh of every local
+device, so on N devices it measures data-parallel throughput.
+"""
+
+from __future__ import annotations
+
+import functools
+import resource
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks import hardware
+from benchmarks.cases import Case, CaseError
+from cnnjax import parallel
+from cnnjax.models import registry
+from cnnjax.train import state as state_lib
+from cnnjax.train import step as step_lib
+
+
+def synthetic_batch(case: Case, mesh) -> dict[str, jax.Array]:
+  """A fixed random batch placed as training places it: rows sharded over ``data``."""
+  rng = np.random.default_rng(0)
+  images = rng.standard_normal((case.batch, case.size, case.size, case.channels), np.float32)
+  labels = rng.integers(0, case.num_classes, case.batch).astype(np.int32)
+  return parallel.to_global({"image": images, "label": labels}, mesh)
+
+
+def timed_steps(run: Callable[[], jax.Array], min_time: float, min_steps: int,
+                max_steps: int) -> list[float]:
+  """Wall time of each call of ``run`` (blocked on its result) until both minimums are met."""
+  times: list[float] = []
+  start = time.perf_counter()
+  while len(times) < max_steps and (len(times) < min_steps
+                                    or time.perf_counter() - start < min_time):
+    t = time.perf_counter()
+    jax.block_until_ready(run())
+    times.append(time.perf_counter() - t)
+  return times
+
+
+def summarize(times: list[float], batch: int) -> dict[str, float]:
+  t = np.asarray(times)
+  median = float(np.median(t))
+  return {"steps": len(t), "step_ms_median": 1e3 * median,
+          "step_ms_p10": 1e3 * float(np.percentile(t, 10)),
+          "step_ms_p90": 1e3 * float(np.percentile(t, 90)),
+          "images_per_s": batch / median}
+
+
+def _memory(compiled, device) -> dict[str, float | None]:
+  out: dict[str, float | None] = {"peak_device_bytes": None}
+  try:
+    m = compiled.memory_analysis()
+    out["compiled_bytes"] = float(m.argument_size_in_bytes + m.output_size_in_bytes
+                                  + m.temp_size_in_bytes - m.alias_size_in_bytes)
+  except Exception:  # pylint: disable=broad-except  # not every backend reports it
+    out["compiled_bytes"] = None
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and "peak_bytes_in_use" in stats:
+    out["peak_device_bytes"] = float(stats["peak_bytes_in_use"])
+  out["peak_host_rss_bytes"] = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+  return out
+
+
+def _flops(compiled) -> float | None:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
+def _compile(jitted, *args) -> tuple[object, float, float]:
+  t = time.perf_counter()
+  lowered = jitted.lower(*args)
+  lower_s = time.perf_counter() - t
+  t = time.perf_counter()
+  compiled = lowered.compile()
+  return compiled, lower_s, time.perf_counter() - t
+
+
+def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps: int = 500,
+            warmup: int = 3, inference: bool = True) -> dict:
+  """Train-step (and inference) throughput, step times, compile time, FLOPs, MFU and memory."""
+  mesh = parallel.make_mesh()
+  if case.batch % mesh.devices.size:
+    raise CaseError(f"batch {case.batch} is not divisible by the {mesh.devices.size} devices.")
+  model = registry.create(case.model, num_classes=case.num_classes, dtype=case.dtype)
+  tx = optax.sgd(0.01, momentum=0.9)
+  rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  key = jax.random.key(0)
+  init = jax.jit(lambda k: state_lib.create(
+      state_lib.init_variables(model, k, (1, case.size, case.size, case.channels)), tx),
+      out_shardings=rep)
+  state = init(key)
+  batch = synthetic_batch(case, mesh)
+  step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, input_fn=lambda x: x),
+                 in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=0)
+  compiled, lower_s, compile_s = _compile(step, state, batch, key)
+  device = jax.local_devices()[0]
+
+  holder = {"state": state}
+
+  def run_train():
+    holder["state"], metrics = compiled(holder["state"], batch, key)
+    return holder["state"].step, metrics
+
+  for _ in range(warmup):
+    jax.block_until_ready(run_train())
+  train = summarize(timed_steps(run_train, min_time, min_steps, max_steps), case.batch)
+  n = mesh.devices.size
+  per_device = _flops(compiled)  # XLA's cost analysis counts one device's share of the step
+  flops = per_device * n if per_device else None
+  peak, peak_source = hardware.peak_flops(case.dtype)
+  peak *= n
+  result = {
+      "framework": "jax", "version": f"jax {jax.__version__}", "case": case.label,
+      "model": case.model, "batch": case.batch, "size": case.size, "dtype": case.dtype,
+      "device": hardware.device_name(device), "devices": mesh.devices.size,
+      "lower_s": lower_s, "compile_s": compile_s, "train": train,
+      "train_flops_per_step": flops, "peak_flops": peak, "peak_source": peak_source,
+  }
+  if flops:
+    achieved = flops / (train["step_ms_median"] / 1e3)
+    result.update(train_flops_per_s=achieved, mfu=achieved / peak)
+  if inference:
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False), in_shardings=(rep, data),
+                      out_shardings=data)
+    infer_compiled, _, infer_compile_s = _compile(forward, holder["state"].variables(),
+                                                  batch["image"])
+    variables = holder["state"].variables()
+    run = lambda: infer_compiled(variables, batch["image"])
+    for _ in range(warmup):
+      jax.block_until_ready(run())
+    result["inference"] = summarize(timed_steps(run, min_time / 2, min_steps, max_steps),
+                                    case.batch)
+    result["inference_compile_s"] = infer_compile_s
+  result["memory"] = _memory(compiled, device)
+  return result

@@ -1,0 +1,214 @@
+"""Convolution and max pooling formulated for XLA's CPU backend, chosen per platform.
+
+XLA:CPU is slow on a few kinds of work that small CNNs are made of (benchmarks/conv_bench.py
+measures each case; the README's Performance section has the numbers):
+
+* max pooling's gradient: ``reduce_window`` differentiates into a variadic argmax window with
+  four full-size iotas and a scatter; taking the maximum of the window's strided slices instead
+  differentiates into cheap selects (3–15× faster on LeNet-5's pools);
+* convolutions over tiny maps with many channels (ResNet-18's 2×2×256 and 1×1×512 stages at
+  32×32 input): XLA's convolution and its input gradient take ~40 ms each where the same sums
+  as one matmul per kernel tap take 2–5 ms.
+
+Each formulation computes the same sums as the convolution, so results agree to float32
+rounding (tests/models/test_kernels.py); max pooling differs only in how the gradient is split
+among exactly tied maxima (evenly here, to one element in ``reduce_window``), which after a ReLU
+happens only at zeros, whose gradient is zero anyway. Accelerators keep XLA's own lowering:
+``jax.lax.platform_dependent`` lowers the CPU branch only for CPU. ``CNNJAX_CPU_KERNELS=xla``
+turns the formulations off (to compare, or to rule them out).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+NHWC = ("NHWC", "HWIO", "NHWC")
+ENV = "CNNJAX_CPU_KERNELS"
+
+
+_REFERENCE = contextvars.ContextVar("cnnjax_reference_ops", default=False)
+
+
+def enabled() -> bool:
+  """Whether CPU formulations are used (read at trace time; ``CNNJAX_CPU_KERNELS=xla``: no)."""
+  return not _REFERENCE.get() and os.environ.get(ENV, "fast") != "xla"
+
+
+@contextlib.contextmanager
+def reference_ops() -> Iterator[None]:
+  """Models traced inside use XLA's own ops on every platform: for analyses that read the
+  jaxpr (receptive fields, per-layer tables), which want one op per layer, not two branches."""
+  token = _REFERENCE.set(True)
+  try:
+    yield
+  finally:
+    _REFERENCE.reset(token)
+
+
+# ---- max pooling -------------------------------------------------------------------------
+
+def max_pool_taps(x: jax.Array, window: int, stride: int, pads) -> jax.Array:
+  """Max pooling as the elementwise maximum of the window's strided slices (NHWC)."""
+  x = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=-jnp.inf)
+  oh = (x.shape[1] - window) // stride + 1
+  ow = (x.shape[2] - window) // stride + 1
+  out = None
+  for i in range(window):
+    for j in range(window):
+      tap = lax.slice(x, (0, i, j, 0), (x.shape[0], i + stride * (oh - 1) + 1,
+                                        j + stride * (ow - 1) + 1, x.shape[3]),
+                      (1, stride, stride, 1))
+      out = tap if out is None else jnp.maximum(out, tap)
+  return out
+
+
+def max_pool(x: jax.Array, window: int, stride: int, pads) -> jax.Array:
+  """``nn.max_pool`` with explicit ``pads``; the slice formulation when lowered for CPU."""
+  reference = lambda x: nn.max_pool(x, (window, window), (stride, stride), padding=pads)
+  if not enabled() or not jnp.issubdtype(x.dtype, jnp.floating):
+    return reference(x)
+  return lax.platform_dependent(
+      x, cpu=lambda x: max_pool_taps(x, window, stride, pads), default=reference)
+
+
+# ---- convolution ---------------------------------------------------------------------------
+
+class Plan(NamedTuple):
+  """How the forward pass and the input gradient of one convolution are computed: ``'xla'``
+  or ``'taps'``. The kernel gradient is always XLA's (no formulation measured faster in a
+  whole train step)."""
+
+  forward: str = "xla"
+  input_grad: str = "xla"
+
+
+def cpu_plan(x_shape, w_shape) -> Plan:
+  """The faster formulation of each pass for a stride-1 conv of these shapes.
+
+  From benchmarks/conv_bench.py on a 2-core AMD EPYC (AVX-512): on inputs of at most 4 pixels
+  (ResNet-18's last stages at 32×32), XLA's convolution takes 40 ms where per-tap matmuls take
+  2–5 ms, for both passes. Elsewhere XLA's convolution wins or ties in a whole train step
+  (per-tap forms of small-channel convs win alone but lose once fused into their neighbours).
+  """
+  del w_shape
+  tiny = x_shape[1] * x_shape[2] <= 4
+  return Plan(forward="taps" if tiny else "xla", input_grad="taps" if tiny else "xla")
+
+
+def _xla_conv(x, w, pads: Pads):
+  return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=NHWC)
+
+
+def _pad(x, pads: Pads):
+  return jnp.pad(x, [(0, 0), *pads, (0, 0)])
+
+
+def _real_taps(kernel: tuple[int, int], out: tuple[int, int], size: tuple[int, int], pads: Pads):
+  """The taps (i, j) whose window rows/columns meet the real input, not only its zero padding
+  (on a 1×1 map with padding 1, only the centre tap of a 3×3 kernel)."""
+  def meets(k: int, n_out: int, n_in: int, low: int) -> bool:
+    return k < low + n_in and k + n_out > low
+
+  return [(i, j) for i in range(kernel[0]) for j in range(kernel[1])
+          if meets(i, out[0], size[0], pads[0][0]) and meets(j, out[1], size[1], pads[1][0])]
+
+
+def _forward_taps(x, w, pads: Pads):
+  """y = Σ over taps (i, j) of the shifted input times that tap's C×F matrix."""
+  kh, kw = w.shape[:2]
+  xp = _pad(x, pads)
+  oh, ow = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+  out = jnp.zeros((x.shape[0], oh, ow, w.shape[3]), x.dtype)  # if every tap reads padding
+  for i, j in _real_taps((kh, kw), (oh, ow), x.shape[1:3], pads):
+    out = out + lax.dot_general(xp[:, i:i + oh, j:j + ow, :], w[i, j], (((3,), (0,)), ((), ())))
+  return out
+
+
+def _input_grad_taps(x_shape, w, dy, pads: Pads):
+  """dx: every tap's dy·W_ijᵀ in one matmul, each added back where its inputs were.
+
+  The adds are in-place updates of one buffer, not a sum of padded copies: XLA would fuse such
+  a sum into every consumer and recompute it there (4× under a 2×2 max pool's gradient).
+  """
+  kh, kw, c, f = w.shape
+  n, oh, ow = dy.shape[:3]
+  (top, bottom), (left, right) = pads
+  taps = _real_taps((kh, kw), (oh, ow), x_shape[1:3], pads)
+  used = w[tuple(i for i, _ in taps), tuple(j for _, j in taps)]  # (taps, C, F)
+  z = lax.dot_general(dy, used, (((3,), (2,)), ((), ())))
+  out = jnp.zeros((n, x_shape[1] + top + bottom, x_shape[2] + left + right, c), dy.dtype)
+  for t, (i, j) in enumerate(taps):
+    out = out.at[:, i:i + oh, j:j + ow, :].add(z[:, :, :, t, :])
+  return out[:, top:top + x_shape[1], left:left + x_shape[2], :]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _planned_conv(x, w, pads: Pads, plan: Plan):
+  return _forward_taps(x, w, pads) if plan.forward == "taps" else _xla_conv(x, w, pads)
+
+
+def _planned_fwd(x, w, pads, plan):
+  return _planned_conv(x, w, pads, plan), (x, w)
+
+
+def _planned_bwd(pads, plan, residuals, dy):
+  x, w = residuals
+  if plan.input_grad == "taps":
+    dx = _input_grad_taps(x.shape, w, dy, pads)
+  else:
+    dx = jax.vjp(lambda x: _xla_conv(x, w, pads), x)[1](dy)[0]
+  dw = jax.vjp(lambda w: _xla_conv(x, w, pads), w)[1](dy)[0]
+  return dx, dw
+
+
+_planned_conv.defvjp(_planned_fwd, _planned_bwd)
+
+
+def _explicit_pads(padding) -> Pads | None:
+  if isinstance(padding, str):
+    if padding.upper() != "VALID":
+      return None
+    return ((0, 0), (0, 0))
+  pads = tuple(tuple(int(p) for p in pair) for pair in padding)
+  return pads if len(pads) == 2 and all(len(p) == 2 for p in pads) else None
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None):
+  """``lax.conv_general_dilated`` (same signature), planned per pass when lowered for CPU.
+
+  Only plain float32 NHWC/HWIO stride-1 convolutions whose plan differs from XLA's are
+  reformulated; everything else is passed through unchanged.
+  """
+  reference = functools.partial(
+      lax.conv_general_dilated, window_strides=window_strides, padding=padding,
+      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+      feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+      precision=precision, preferred_element_type=preferred_element_type)
+  plain = (enabled() and lhs.ndim == 4 and lhs.dtype == rhs.dtype == jnp.float32
+           and tuple(window_strides) == (1, 1) and feature_group_count == 1
+           and batch_group_count == 1 and preferred_element_type is None
+           and all(d is None or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+           and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+           == lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC))
+  pads = _explicit_pads(padding) if plain else None
+  plan = cpu_plan(lhs.shape, rhs.shape) if pads is not None else Plan()
+  if plan == Plan():
+    return reference(lhs, rhs)
+  return lax.platform_dependent(
+      lhs, rhs, cpu=lambda x, w: _planned_conv(x, w, pads, plan), default=reference)
+
+
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)

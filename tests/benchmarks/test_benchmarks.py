@@ -1,0 +1,121 @@
+"""The benchmark harness: its PyTorch models are cnnjax's, and it measures what it says."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import cases, jax_bench, pipeline_bench
+from cnnjax import models
+from cnnjax.transfer import torch_layout
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_cases_parse_defaults_sizes_and_errors():
+  assert cases.parse("resnet18@32") == cases.Case("resnet18", 64, 32, 3, 10)
+  assert cases.parse("lenet5", batch=8).batch == 8
+  assert cases.parse("resnet34@64") == cases.Case("resnet34", 32, 64, 3, 1000)
+  assert cases.parse("vgg11") == cases.Case("vgg11", 32, 224, 3, 1000)
+  with pytest.raises(cases.CaseError, match="bad input size"):
+    cases.parse("resnet18@x")
+  with pytest.raises(cases.CaseError, match="float32, bfloat16"):
+    cases.parse("lenet5", dtype="fp16")
+
+
+@pytest.mark.parametrize("name,size,flatten", [
+    ("lenet5", 28, {"fc1": (16, 5, 5)}),
+    ("resnet20", 32, None),
+])
+def test_torch_definitions_give_cnnjax_logits(name, size, flatten):
+  torch = pytest.importorskip("torch")
+  from benchmarks import torch_bench  # pylint: disable=import-outside-toplevel
+  net = torch_bench.build(name, 10, 1 if name == "lenet5" else 3).eval()
+  gen = torch.Generator().manual_seed(0)
+  for module in net.modules():  # non-trivial BatchNorm statistics
+    if isinstance(module, torch.nn.BatchNorm2d):
+      module.running_mean.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
+      module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
+  variables = torch_layout.to_flax(net.state_dict(), torch_layout.dotted, flatten)
+  model = models.create(name, num_classes=10)
+  reference = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size,
+                                                                                 1 if name == "lenet5" else 3))))
+  assert jax.tree.map(np.shape, variables) == jax.tree.map(np.shape, reference)
+  x = np.random.default_rng(0).normal(size=(2, size, size, 1 if name == "lenet5" else 3))
+  ours = model.apply(variables, jnp.asarray(x, jnp.float32), train=False)
+  with torch.no_grad():
+    theirs = net(torch.from_numpy(x.transpose(0, 3, 1, 2)).float()).numpy()
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_jax_measurement_reports_throughput_flops_and_compile_time():
+  r = jax_bench.measure(cases.parse("lenet5", batch=16), min_time=0, min_steps=3, warmup=1)
+  assert r["train"]["steps"] >= 3 and r["train"]["images_per_s"] > 0
+  assert r["train"]["step_ms_p10"] <= r["train"]["step_ms_median"] <= r["train"]["step_ms_p90"]
+  assert r["compile_s"] > 0 and r["inference"]["images_per_s"] > 0
+  # LeNet-5's multiply-adds per image: forward 0.83 MFLOP (convs 0.72, dense 0.12), backward
+  # 1.43 (no input gradient for conv1): 2.26 MFLOP plus elementwise work, counted globally.
+  per_image = r["train_flops_per_step"] / 16
+  assert 2.26e6 < per_image < 2.8e6
+  assert 0 < r["mfu"] < 1 and r["devices"] == jax.device_count()
+
+
+def test_pipeline_measurement_counts_images():
+  data = pipeline_bench.synthetic((8, 8, 3), 64)
+  r = pipeline_bench.measure(data, {"global_batch": 16, "max_shift": 1, "flip": True},
+                             min_time=0)
+  assert r["batches"] >= 3 and r["images_per_s"] > 0
+  variable = pipeline_bench.synthetic((0, 0, 3), 8, crop=16, sizes=(20, 30))
+  assert pipeline_bench.measure(variable, {"global_batch": 4}, min_time=0)["images_per_s"] > 0
+
+
+def run(*args):
+  return subprocess.run([sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_side_by_side_command_end_to_end(tmp_path):
+  pytest.importorskip("torch")
+  out = tmp_path / "bench.json"
+  done = run("--models=lenet5", "--batch=16", "--min_time=0", "--min_steps=2", "--nopipeline",
+             f"--out={out}")
+  assert done.returncode == 0, done.stderr[-2000:]
+  row = next(l for l in done.stdout.splitlines() if l.startswith("| lenet5@28"))
+  assert "×" in row and "—" not in row
+  results = json.load(open(out))["lenet5@28"]
+  assert set(results) == {"jax", "torch:contiguous", "torch:channels_last"}
+  assert all(r["train"]["images_per_s"] > 0 for r in results.values())
+
+
+def test_jax_side_needs_only_jax_flax_optax():
+  """As on a bare accelerator image: the data, config and PyTorch packages can't be imported."""
+  blocked = ("grain", "tensorflow_datasets", "ml_collections", "tensorflow", "torch", "PIL",
+             "orbax", "array_record", "mlxtend", "sklearn")
+  code = ("import json, sys\n"
+          f"for m in {blocked!r}: sys.modules[m] = None\n"
+          "from benchmarks import cases, jax_bench, run\n"
+          "r = jax_bench.measure(cases.parse('lenet5', batch=8), min_time=0, min_steps=2, "
+          "inference=False)\n"
+          "print(json.dumps(r))\n")
+  done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert result["train"]["images_per_s"] > 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--models=lenet6"], "unknown model 'lenet6'"),
+    (["--models=resnet18@x"], "bad input size"),
+    (["--frameworks=mxnet"], "unknown framework 'mxnet'"),
+    (["--dtype=fp16"], "unknown dtype 'fp16'"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+  done = run(*args)
+  assert done.returncode == 2
+  assert done.stderr.strip().count("\n") == 0 and message in done.stderr
