@@ -88,9 +88,8 @@ def _compile(jitted, *args) -> tuple[object, float, float]:
   return compiled, lower_s, time.perf_counter() - t
 
 
-def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps: int = 500,
-            warmup: int = 3, inference: bool = True) -> dict:
-  """Train-step (and inference) throughput, step times, compile time, FLOPs, MFU and memory."""
+def _setup(case: Case):
+  """(model, mesh, jitted train step, initial state, synthetic batch, key) for the case."""
   mesh = parallel.make_mesh()
   if case.batch % mesh.devices.size:
     raise CaseError(f"batch {case.batch} is not divisible by the {mesh.devices.size} devices.")
@@ -101,10 +100,22 @@ def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps
   init = jax.jit(lambda k: state_lib.create(
       state_lib.init_variables(model, k, (1, case.size, case.size, case.channels)), tx),
       out_shardings=rep)
-  state = init(key)
-  batch = synthetic_batch(case, mesh)
   step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, input_fn=lambda x: x),
                  in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=0)
+  return model, mesh, step, init(key), synthetic_batch(case, mesh), key
+
+
+def compiled_train_step(case: Case):
+  """(compiled train step, state, batch, key): the step ``measure`` times, ready to call."""
+  _, _, step, state, batch, key = _setup(case)
+  return step.lower(state, batch, key).compile(), state, batch, key
+
+
+def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps: int = 500,
+            warmup: int = 3, inference: bool = True) -> dict:
+  """Train-step (and inference) throughput, step times, compile time, FLOPs, MFU and memory."""
+  model, mesh, step, state, batch, key = _setup(case)
+  rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   compiled, lower_s, compile_s = _compile(step, state, batch, key)
   device = jax.local_devices()[0]
 

@@ -119,3 +119,16 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
   done = run(*args)
   assert done.returncode == 2
   assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+
+
+def test_profile_lists_xla_ops_by_time():
+  done = subprocess.run([sys.executable, "-m", "benchmarks.profile_step", "--model=lenet5",
+                         "--batch=8", "--steps=2", "--top=5"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  lines = done.stdout.strip().splitlines()
+  assert lines[0].startswith("lenet5@28, batch 8: ms per step in XLA's ops")
+  ops = [line.split()[-1] for line in lines[1:]]
+  assert len(ops) == 5 and any("fusion" in op or "convolution" in op for op in ops)
+  times = [float(line.split()[0]) for line in lines[1:]]
+  assert times == sorted(times, reverse=True) and times[0] > 0

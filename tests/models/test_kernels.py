@@ -100,7 +100,7 @@ def _train_grads(name, size, batch):
 
   def loss(params):
     logits, _ = model.apply({**variables, "params": params}, x, train=True,
-                            mutable=["batch_stats"])
+                            rngs={"dropout": jax.random.key(2)}, mutable=["batch_stats"])
     return jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(batch), labels])
 
   return jax.jit(jax.value_and_grad(loss))(variables["params"])
