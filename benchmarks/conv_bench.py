@@ -67,8 +67,8 @@ def median_ms(fn, *args, repeats: int) -> float:
   return 1e3 * float(np.median(times))
 
 
-def passes(x_shape, w_shape, pads, repeats: int) -> dict[str, tuple[float, float]]:
-  """pass → (XLA ms, per-tap ms)."""
+def passes(x_shape, w_shape, pads, repeats: int) -> dict[str, tuple[float, float | None]]:
+  """pass → (XLA ms, per-tap ms); the kernel gradient has no per-tap form (None)."""
   key = jax.random.key(0)
   x = jax.random.normal(key, x_shape)
   w = jax.random.normal(jax.random.fold_in(key, 1), w_shape) * 0.1
@@ -79,20 +79,24 @@ def passes(x_shape, w_shape, pads, repeats: int) -> dict[str, tuple[float, float
       "input grad": (lambda x, w: jax.vjp(lambda x: xla(x, w), x)[1](dy)[0],
                      lambda x, w: kernels._input_grad_taps(x.shape, w, dy, pads)),
   }
-  return {name: tuple(median_ms(f, x, w, repeats=repeats) for f in pair)
-          for name, pair in candidates.items()}
+  times = {name: tuple(median_ms(f, x, w, repeats=repeats) for f in pair)
+           for name, pair in candidates.items()}
+  kernel_grad = lambda x, w: jax.vjp(lambda w: xla(x, w), w)[1](dy)[0]
+  times["kernel grad"] = (median_ms(kernel_grad, x, w, repeats=repeats), None)
+  return times
 
 
 def main(argv):
   del argv
   print(f"{FLAGS.model}, batch {FLAGS.batch}, {jax.devices()[0].device_kind}: "
-        "ms per call, XLA conv / per-tap (→ the plan's choice)")
-  print("| input | kernel | forward | input grad |")
-  print("|---|---|---|---|")
+        "ms per call, XLA conv / per-tap (→ the plan's choice); kernel grad: XLA's")
+  print("| input | kernel | forward | input grad | kernel grad |")
+  print("|---|---|---|---|---|")
   for x_shape, w_shape, pads in model_convs(FLAGS.model, FLAGS.batch, FLAGS.size):
     plan = kernels.cpu_plan(x_shape, w_shape)
     times = passes(x_shape, w_shape, pads, FLAGS.repeats)
     cells = [f"{a:.2f} / {b:.2f} → {choice}" for (a, b), choice in zip(times.values(), plan)]
+    cells.append(f"{times['kernel grad'][0]:.2f}")
     print(f"| {'×'.join(map(str, x_shape))} | {'×'.join(map(str, w_shape))} | "
           + " | ".join(cells) + " |", flush=True)
 

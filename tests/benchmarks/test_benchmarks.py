@@ -132,3 +132,13 @@ def test_profile_lists_xla_ops_by_time():
   assert len(ops) == 5 and any("fusion" in op or "convolution" in op for op in ops)
   times = [float(line.split()[0]) for line in lines[1:]]
   assert times == sorted(times, reverse=True) and times[0] > 0
+
+
+def test_conv_bench_finds_every_stride_1_conv_and_times_each_pass():
+  from benchmarks import conv_bench  # pylint: disable=import-outside-toplevel
+  convs = conv_bench.model_convs("lenet5", 2, None)
+  assert convs == [((2, 28, 28, 1), (5, 5, 1, 6), ((2, 2), (2, 2))),
+                   ((2, 14, 14, 6), (5, 5, 6, 16), ((0, 0), (0, 0)))]
+  times = conv_bench.passes((2, 2, 2, 8), (3, 3, 8, 4), ((1, 1), (1, 1)), repeats=2)
+  assert list(times) == ["forward", "input grad", "kernel grad"]
+  assert all(t[0] > 0 for t in times.values()) and times["kernel grad"][1] is None
