@@ -8,6 +8,7 @@ device, so on N devices it measures data-parallel throughput.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import resource
 import time
@@ -103,6 +104,36 @@ def _setup(case: Case):
   step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, input_fn=lambda x: x),
                  in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=0)
   return model, mesh, step, init(key), synthetic_batch(case, mesh), key
+
+
+def compiled_bytes(case: Case) -> float:
+  """Device memory the compiled train step needs for this case (arguments, outputs, temps)."""
+  _, _, step, state, batch, key = _setup(case)
+  m = step.lower(state, batch, key).compile().memory_analysis()
+  return float(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+               - m.alias_size_in_bytes)
+
+
+def largest_batch(case: Case, limit_bytes: float | None = None, fraction: float = 0.9,
+                  max_batch: int = 1 << 14) -> Case:
+  """The case at the largest power-of-two batch whose train step fits in ``fraction`` of device
+  memory (``limit_bytes``, default: what the device reports), found by compiling, not running."""
+  if limit_bytes is None:
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_limit" not in stats:
+      raise CaseError("--max_batch needs a device that reports its memory (a GPU or TPU).")
+    limit_bytes = float(stats["bytes_limit"])
+  batch = jax.device_count()
+  best = None
+  while batch <= max_batch:
+    candidate = dataclasses.replace(case, batch=batch)
+    if compiled_bytes(candidate) > fraction * limit_bytes:
+      break
+    best, batch = candidate, batch * 2
+  if best is None:
+    raise CaseError(f"even batch {jax.device_count()} of {case.label} needs more than "
+                    f"{fraction:.0%} of {limit_bytes / 2**30:.1f} GiB.")
+  return best
 
 
 def compiled_train_step(case: Case):

@@ -1,7 +1,7 @@
 r"""Side-by-side throughput: cnnjax (JAX) against PyTorch on the same models, synthetic data.
 
   python -m benchmarks.run                      # lenet5, resnet20, resnet18@32, resnet50@224
-  python -m benchmarks.run --models=resnet50@224 --batch=256 --dtype=bfloat16 --frameworks=jax
+  python -m benchmarks.run --models=resnet50@224 --dtype=bfloat16 --max_batch --frameworks=jax
 
 Each (framework, case) runs in its own subprocess, one after another, so neither framework's
 threads or memory disturb the other. Prints a table and writes every number to ``--out`` (JSON).
@@ -24,6 +24,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", list(cases.DEFAULTS), "Cases: MODEL or MODEL@INPUT_SIZE.")
 flags.DEFINE_list("frameworks", ["jax", "torch"], "Any of jax, torch.")
 flags.DEFINE_integer("batch", None, "Batch size for every case (default: per case).")
+flags.DEFINE_boolean("max_batch", False, "JAX: the largest power-of-two batch whose compiled "
+                     "train step fits in 90% of device memory (GPU/TPU; PyTorch keeps --batch).")
 flags.DEFINE_string("dtype", "float32", "float32 | bfloat16 (torch: autocast).")
 flags.DEFINE_float("min_time", 10.0, "Seconds of timed train steps per measurement (at least).")
 flags.DEFINE_integer("min_steps", 5, "Timed train steps per measurement (at least).")
@@ -48,6 +50,8 @@ def _worker(spec: str) -> dict:
   kwargs = dict(min_time=FLAGS.min_time, min_steps=FLAGS.min_steps, inference=FLAGS.inference)
   if framework == "jax":
     from benchmarks import jax_bench  # pylint: disable=import-outside-toplevel
+    if FLAGS.max_batch:
+      case = jax_bench.largest_batch(case)
     return jax_bench.measure(case, **kwargs)
   from benchmarks import torch_bench  # pylint: disable=import-outside-toplevel
   return torch_bench.measure(case, memory_format=rest.split(":")[0], **kwargs)
@@ -58,7 +62,7 @@ def _spawn(spec: str, argv: list[str]) -> dict:
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if proc.returncode:
     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return {"error": f"{spec}: {tail}"}
+    return {"error": f"{spec}: {tail.removeprefix('error: ')}"}
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -125,11 +129,15 @@ def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value.")
   if FLAGS.worker:
-    print(json.dumps(_worker(FLAGS.worker)))
+    try:
+      print(json.dumps(_worker(FLAGS.worker)))
+    except cases.CaseError as e:
+      _fail(str(e))
     return 0
   parsed = _parse_cases()
   passthrough = [a for a in sys.argv[1:] if a.split("=")[0].lstrip("-") in
-                 ("batch", "dtype", "min_time", "min_steps", "inference", "noinference")]
+                 ("batch", "dtype", "min_time", "min_steps", "inference", "noinference",
+                  "max_batch", "nomax_batch")]
   results: dict[str, dict[str, dict]] = {}
   specs = []
   if "jax" in FLAGS.frameworks:
@@ -149,7 +157,8 @@ def main(argv):
   with open(FLAGS.out, "w") as f:
     json.dump(results, f, indent=1)
   print(f"\nwrote {os.path.abspath(FLAGS.out)}")
-  return 0
+  failed = any("error" in r for per_case in results.values() for r in per_case.values())
+  return 1 if failed else 0
 
 
 if __name__ == "__main__":

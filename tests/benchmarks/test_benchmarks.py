@@ -142,3 +142,16 @@ def test_conv_bench_finds_every_stride_1_conv_and_times_each_pass():
   times = conv_bench.passes((2, 2, 2, 8), (3, 3, 8, 4), ((1, 1), (1, 1)), repeats=2)
   assert list(times) == ["forward", "input grad", "kernel grad"]
   assert all(t[0] > 0 for t in times.values()) and times["kernel grad"][1] is None
+
+
+def test_largest_batch_is_the_biggest_power_of_two_that_fits():
+  case = cases.parse("lenet5", batch=8)
+  need = {b: jax_bench.compiled_bytes(cases.parse("lenet5", batch=b)) for b in (8, 16, 32, 64)}
+  assert need[8] < need[16] < need[32] < need[64]
+  limit = (need[32] + need[64]) / 2 / 0.9  # 32 fits in 90% of it, 64 does not
+  assert jax_bench.largest_batch(case, limit, max_batch=64).batch == 32
+  with pytest.raises(cases.CaseError, match="needs more than"):
+    jax_bench.largest_batch(case, need[8] / 2)
+  if jax.devices()[0].platform == "cpu":
+    with pytest.raises(cases.CaseError, match="GPU or TPU"):
+      jax_bench.largest_batch(case)
