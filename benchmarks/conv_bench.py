@@ -4,9 +4,9 @@ r"""Per-convolution timing of each formulation in cnnjax/models/kernels.py, forw
   python -m benchmarks.conv_bench --model=resnet20 --batch=128
 
 Every stride-1 float32 convolution of the model (found by tracing it) is timed as XLA's
-convolution and as the per-tap formulation, for each pass; the last column is what
-``kernels.cpu_plan`` picks. This is the evidence behind the plan's thresholds: rerun it on a new
-CPU to check them.
+convolution and as the per-tap formulation (forward and input gradient; the arrow shows what
+``kernels.taps_on_cpu`` picks) and XLA's kernel gradient. This is the evidence behind that
+threshold: rerun it on a new CPU to check it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks import cli
 from cnnjax.models import kernels, registry
 
 FLAGS = flags.FLAGS
@@ -87,15 +88,17 @@ def passes(x_shape, w_shape, pads, repeats: int) -> dict[str, tuple[float, float
 
 
 def main(argv):
-  del argv
+  cli.start(argv)
+  with cli.user_errors():
+    convs = model_convs(FLAGS.model, FLAGS.batch, FLAGS.size)
   print(f"{FLAGS.model}, batch {FLAGS.batch}, {jax.devices()[0].device_kind}: "
-        "ms per call, XLA conv / per-tap (→ the plan's choice); kernel grad: XLA's")
+        "ms per call, XLA conv / per-tap (→ what CPU lowering uses); kernel grad: XLA's")
   print("| input | kernel | forward | input grad | kernel grad |")
   print("|---|---|---|---|---|")
-  for x_shape, w_shape, pads in model_convs(FLAGS.model, FLAGS.batch, FLAGS.size):
-    plan = kernels.cpu_plan(x_shape, w_shape)
+  for x_shape, w_shape, pads in convs:
+    choice = "taps" if kernels.taps_on_cpu(x_shape) else "xla"
     times = passes(x_shape, w_shape, pads, FLAGS.repeats)
-    cells = [f"{a:.2f} / {b:.2f} → {choice}" for (a, b), choice in zip(times.values(), plan)]
+    cells = [f"{a:.2f} / {b:.2f} → {choice}" for a, b in (times["forward"], times["input grad"])]
     cells.append(f"{times['kernel grad'][0]:.2f}")
     print(f"| {'×'.join(map(str, x_shape))} | {'×'.join(map(str, w_shape))} | "
           + " | ".join(cells) + " |", flush=True)

@@ -12,14 +12,13 @@ import dataclasses
 import functools
 import resource
 import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from benchmarks import hardware
+from benchmarks import hardware, timing
 from benchmarks.cases import Case, CaseError
 from cnnjax import parallel
 from cnnjax.models import registry
@@ -35,34 +34,17 @@ def synthetic_batch(case: Case, mesh) -> dict[str, jax.Array]:
   return parallel.to_global({"image": images, "label": labels}, mesh)
 
 
-def timed_steps(run: Callable[[], jax.Array], min_time: float, min_steps: int,
-                max_steps: int) -> list[float]:
-  """Wall time of each call of ``run`` (blocked on its result) until both minimums are met."""
-  times: list[float] = []
-  start = time.perf_counter()
-  while len(times) < max_steps and (len(times) < min_steps
-                                    or time.perf_counter() - start < min_time):
-    t = time.perf_counter()
-    jax.block_until_ready(run())
-    times.append(time.perf_counter() - t)
-  return times
-
-
-def summarize(times: list[float], batch: int) -> dict[str, float]:
-  t = np.asarray(times)
-  median = float(np.median(t))
-  return {"steps": len(t), "step_ms_median": 1e3 * median,
-          "step_ms_p10": 1e3 * float(np.percentile(t, 10)),
-          "step_ms_p90": 1e3 * float(np.percentile(t, 90)),
-          "images_per_s": batch / median}
+def _compiled_size(compiled) -> float:
+  """Bytes a compiled program needs on its device: arguments, outputs and temporaries."""
+  m = compiled.memory_analysis()
+  return float(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+               - m.alias_size_in_bytes)
 
 
 def _memory(compiled, device) -> dict[str, float | None]:
   out: dict[str, float | None] = {"peak_device_bytes": None}
   try:
-    m = compiled.memory_analysis()
-    out["compiled_bytes"] = float(m.argument_size_in_bytes + m.output_size_in_bytes
-                                  + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    out["compiled_bytes"] = _compiled_size(compiled)
   except Exception:  # pylint: disable=broad-except  # not every backend reports it
     out["compiled_bytes"] = None
   stats = device.memory_stats() if hasattr(device, "memory_stats") else None
@@ -90,28 +72,30 @@ def _compile(jitted, *args) -> tuple[object, float, float]:
 
 
 def _setup(case: Case):
-  """(model, mesh, jitted train step, initial state, synthetic batch, key) for the case."""
+  """(model, mesh, jitted init and train step, key) for the case; nothing is computed yet."""
   mesh = parallel.make_mesh()
   if case.batch % mesh.devices.size:
     raise CaseError(f"batch {case.batch} is not divisible by the {mesh.devices.size} devices.")
   model = registry.create(case.model, num_classes=case.num_classes, dtype=case.dtype)
   tx = optax.sgd(0.01, momentum=0.9)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  key = jax.random.key(0)
   init = jax.jit(lambda k: state_lib.create(
       state_lib.init_variables(model, k, (1, case.size, case.size, case.channels)), tx),
       out_shardings=rep)
   step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, input_fn=lambda x: x),
                  in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=0)
-  return model, mesh, step, init(key), synthetic_batch(case, mesh), key
+  return model, mesh, init, step, jax.random.key(0)
 
 
 def compiled_bytes(case: Case) -> float:
-  """Device memory the compiled train step needs for this case (arguments, outputs, temps)."""
-  _, _, step, state, batch, key = _setup(case)
-  m = step.lower(state, batch, key).compile().memory_analysis()
-  return float(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-               - m.alias_size_in_bytes)
+  """Device memory the compiled train step needs for this case (arguments, outputs, temps),
+  from shapes alone: no state or batch is allocated."""
+  _, mesh, init, step, key = _setup(case)
+  shape = (case.batch, case.size, case.size, case.channels)
+  data = parallel.batch_sharding(mesh)
+  batch = {"image": jax.ShapeDtypeStruct(shape, jnp.float32, sharding=data),
+           "label": jax.ShapeDtypeStruct((case.batch,), jnp.int32, sharding=data)}
+  return _compiled_size(step.lower(jax.eval_shape(init, key), batch, key).compile())
 
 
 def largest_batch(case: Case, limit_bytes: float | None = None, fraction: float = 0.9,
@@ -138,15 +122,17 @@ def largest_batch(case: Case, limit_bytes: float | None = None, fraction: float 
 
 def compiled_train_step(case: Case):
   """(compiled train step, state, batch, key): the step ``measure`` times, ready to call."""
-  _, _, step, state, batch, key = _setup(case)
+  _, mesh, init, step, key = _setup(case)
+  state, batch = init(key), synthetic_batch(case, mesh)
   return step.lower(state, batch, key).compile(), state, batch, key
 
 
 def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps: int = 500,
             warmup: int = 3, inference: bool = True) -> dict:
   """Train-step (and inference) throughput, step times, compile time, FLOPs, MFU and memory."""
-  model, mesh, step, state, batch, key = _setup(case)
+  model, mesh, init, step, key = _setup(case)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  state, batch = init(key), synthetic_batch(case, mesh)
   compiled, lower_s, compile_s = _compile(step, state, batch, key)
   device = jax.local_devices()[0]
 
@@ -154,11 +140,12 @@ def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps
 
   def run_train():
     holder["state"], metrics = compiled(holder["state"], batch, key)
-    return holder["state"].step, metrics
+    jax.block_until_ready((holder["state"].step, metrics))
 
   for _ in range(warmup):
-    jax.block_until_ready(run_train())
-  train = summarize(timed_steps(run_train, min_time, min_steps, max_steps), case.batch)
+    run_train()
+  train = timing.summarize(timing.timed_steps(run_train, min_time, min_steps, max_steps),
+                           case.batch)
   n = mesh.devices.size
   per_device = _flops(compiled)  # XLA's cost analysis counts one device's share of the step
   flops = per_device * n if per_device else None
@@ -180,11 +167,11 @@ def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps
     infer_compiled, _, infer_compile_s = _compile(forward, holder["state"].variables(),
                                                   batch["image"])
     variables = holder["state"].variables()
-    run = lambda: infer_compiled(variables, batch["image"])
+    run = lambda: jax.block_until_ready(infer_compiled(variables, batch["image"]))
     for _ in range(warmup):
-      jax.block_until_ready(run())
-    result["inference"] = summarize(timed_steps(run, min_time / 2, min_steps, max_steps),
-                                    case.batch)
+      run()
+    result["inference"] = timing.summarize(
+        timing.timed_steps(run, min_time / 2, min_steps, max_steps), case.batch)
     result["inference_compile_s"] = infer_compile_s
   result["memory"] = _memory(compiled, device)
   return result

@@ -28,7 +28,7 @@ if "xla_cpu_enable_xprof_traceme" not in os.environ.get("XLA_FLAGS", ""):
 import jax
 from absl import app, flags
 
-from benchmarks import cases, jax_bench
+from benchmarks import cases, cli, jax_bench
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "resnet20", "A case: MODEL or MODEL@INPUT_SIZE.")
@@ -56,9 +56,10 @@ def op_times(trace_dir: str, steps: int, ops: set[str]) -> dict[str, float]:
 
 
 def main(argv):
-  del argv
-  case = cases.parse(FLAGS.model, batch=FLAGS.batch)
-  step, state, batch, key = jax_bench.compiled_train_step(case)
+  cli.start(argv)
+  with cli.user_errors():
+    case = cases.parse(FLAGS.model, batch=FLAGS.batch)
+    step, state, batch, key = jax_bench.compiled_train_step(case)
   for _ in range(3):
     state, _ = step(state, batch, key)
   jax.block_until_ready(state)

@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from benchmarks import cases
+from benchmarks import cases, cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", list(cases.DEFAULTS), "Cases: MODEL or MODEL@INPUT_SIZE.")
@@ -62,7 +62,7 @@ def _spawn(spec: str, argv: list[str]) -> dict:
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if proc.returncode:
     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return {"error": f"{spec}: {tail.removeprefix('error: ')}"}
+    return {"error": f"{spec}: {tail.removeprefix('error: ')}", "exit": proc.returncode}
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -106,33 +106,22 @@ def _pipeline(results: dict[str, dict[str, dict]]) -> list[str]:
   return lines
 
 
-def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
 def _parse_cases() -> list[cases.Case]:
-  from cnnjax.errors import UserError  # pylint: disable=import-outside-toplevel
   from cnnjax.models import registry  # pylint: disable=import-outside-toplevel
   bad = [f for f in FLAGS.frameworks if f not in FRAMEWORKS]
   if bad:
-    _fail(f"unknown framework {bad[0]!r}; choose from {', '.join(FRAMEWORKS)}.")
-  try:
+    cli.fail(f"unknown framework {bad[0]!r}; choose from {', '.join(FRAMEWORKS)}.")
+  with cli.user_errors():
     for text in FLAGS.models:
       registry.get_spec(text.partition("@")[0])
     return [cases.parse(m, batch=FLAGS.batch, dtype=FLAGS.dtype) for m in FLAGS.models]
-  except (UserError, cases.CaseError) as e:
-    _fail(str(e))
 
 
 def main(argv):
-  if len(argv) > 1:
-    _fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value.")
+  cli.start(argv)
   if FLAGS.worker:
-    try:
+    with cli.user_errors():
       print(json.dumps(_worker(FLAGS.worker)))
-    except cases.CaseError as e:
-      _fail(str(e))
     return 0
   parsed = _parse_cases()
   passthrough = [a for a in sys.argv[1:] if a.split("=")[0].lstrip("-") in
@@ -157,8 +146,10 @@ def main(argv):
   with open(FLAGS.out, "w") as f:
     json.dump(results, f, indent=1)
   print(f"\nwrote {os.path.abspath(FLAGS.out)}")
-  failed = any("error" in r for per_case in results.values() for r in per_case.values())
-  return 1 if failed else 0
+  exits = {r.get("exit", 0) for per_case in results.values() for r in per_case.values()}
+  if cli.USAGE_ERROR in exits:  # bad input met only in a worker (--max_batch on a CPU)
+    return cli.USAGE_ERROR
+  return 1 if any(exits) else 0
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ measured in PyTorch's default NCHW layout and in ``channels_last``; the comparis
 from __future__ import annotations
 
 import resource
-import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks import timing
 from benchmarks.cases import Case, CaseError
 
 MEMORY_FORMATS = ("contiguous", "channels_last")
@@ -93,26 +92,6 @@ def build(name: str, num_classes: int, channels: int = 3) -> nn.Module:
   return getattr(torchvision.models, name)(num_classes=num_classes)
 
 
-def _summary(times: list[float], batch: int) -> dict[str, float]:
-  t = np.asarray(times)
-  median = float(np.median(t))
-  return {"steps": len(t), "step_ms_median": 1e3 * median,
-          "step_ms_p10": 1e3 * float(np.percentile(t, 10)),
-          "step_ms_p90": 1e3 * float(np.percentile(t, 90)), "images_per_s": batch / median}
-
-
-def _timed(run, sync, min_time, min_steps, max_steps) -> list[float]:
-  times: list[float] = []
-  start = time.perf_counter()
-  while len(times) < max_steps and (len(times) < min_steps
-                                    or time.perf_counter() - start < min_time):
-    t = time.perf_counter()
-    run()
-    sync()
-    times.append(time.perf_counter() - t)
-  return times
-
-
 def measure(case: Case, *, memory_format: str = "contiguous", min_time: float = 10.0,
             min_steps: int = 5, max_steps: int = 500, warmup: int = 3,
             inference: bool = True) -> dict:
@@ -138,27 +117,28 @@ def measure(case: Case, *, memory_format: str = "contiguous", min_time: float = 
       loss = F.cross_entropy(model(x), y)
     loss.backward()
     opt.step()
+    sync()
 
   model.train()
   for _ in range(warmup):
     train_step()
-  sync()
   result = {"framework": "torch", "version": f"torch {torch.__version__}", "case": case.label,
             "model": case.model, "batch": case.batch, "size": case.size, "dtype": case.dtype,
             "memory_format": memory_format, "threads": torch.get_num_threads(),
-            "train": _summary(_timed(train_step, sync, min_time, min_steps, max_steps),
-                              case.batch)}
+            "train": timing.summarize(
+                timing.timed_steps(train_step, min_time, min_steps, max_steps), case.batch)}
   if inference:
     model.eval()
 
     def infer():
       with torch.no_grad(), autocast:
         model(x)
+      sync()
 
     for _ in range(warmup):
       infer()
-    result["inference"] = _summary(_timed(infer, sync, min_time / 2, min_steps, max_steps),
-                                   case.batch)
+    result["inference"] = timing.summarize(
+        timing.timed_steps(infer, min_time / 2, min_steps, max_steps), case.batch)
   result["memory"] = {"peak_host_rss_bytes":
                       float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)}
   if device.type == "cuda":

@@ -93,8 +93,8 @@ def conv_trunk(module: nn.Module, x, convs: tuple[ConvLayer, ...], act, *,
   stage = 0
   for i, layer in enumerate(convs):
     x = kernels.Conv(layer.features, (layer.kernel, layer.kernel), (layer.stride, layer.stride),
-                padding=layers.conv_padding(layer.padding), feature_group_count=layer.groups,
-                dtype=module.dtype, name=layer.name)(x)
+                     padding=layers.conv_padding(layer.padding),
+                     feature_group_count=layer.groups, dtype=module.dtype, name=layer.name)(x)
     x = act(x)
     normalise = layer.lrn and lrn
     if normalise and not lrn_after_pool:

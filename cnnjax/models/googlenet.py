@@ -105,7 +105,7 @@ class BasicConv2d(nn.Module):
     k = self.kernel_size
     k = (k, k) if isinstance(k, int) else tuple(k)
     x = kernels.Conv(self.features, k, self.strides, padding=layers.conv_padding(self.padding),
-                use_bias=not self.use_bn, dtype=self.dtype, name="conv")(x)
+                     use_bias=not self.use_bn, dtype=self.dtype, name="conv")(x)
     if self.use_bn:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=self.bn_eps,
                        dtype=self.dtype, name="bn")(x)

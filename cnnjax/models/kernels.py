@@ -25,7 +25,6 @@ import contextvars
 import functools
 import os
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +59,7 @@ def reference_ops() -> Iterator[None]:
 
 def max_pool_taps(x: jax.Array, window: int, stride: int, pads) -> jax.Array:
   """Max pooling as the elementwise maximum of the window's strided slices (NHWC)."""
-  x = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=-jnp.inf)
+  x = _pad(x, pads, -jnp.inf)
   oh = (x.shape[1] - window) // stride + 1
   ow = (x.shape[2] - window) // stride + 1
   out = None
@@ -84,34 +83,26 @@ def max_pool(x: jax.Array, window: int, stride: int, pads) -> jax.Array:
 
 # ---- convolution ---------------------------------------------------------------------------
 
-class Plan(NamedTuple):
-  """How the forward pass and the input gradient of one convolution are computed: ``'xla'``
-  or ``'taps'``. The kernel gradient is always XLA's (no formulation measured faster in a
-  whole train step)."""
-
-  forward: str = "xla"
-  input_grad: str = "xla"
-
-
-def cpu_plan(x_shape, w_shape) -> Plan:
-  """The faster formulation of each pass for a stride-1 conv of these shapes.
+def taps_on_cpu(x_shape) -> bool:
+  """Whether a stride-1 conv on inputs of this shape runs as per-tap matmuls on CPU (forward
+  and input gradient; the kernel gradient stays XLA's, which no formulation beat in a whole
+  train step).
 
   From benchmarks/conv_bench.py on a 2-core AMD EPYC (AVX-512): on inputs of at most 4 pixels
   (ResNet-18's last stages at 32×32), XLA's convolution takes 40 ms where per-tap matmuls take
   2–5 ms, for both passes. Elsewhere XLA's convolution wins or ties in a whole train step
   (per-tap forms of small-channel convs win alone but lose once fused into their neighbours).
   """
-  del w_shape
-  tiny = x_shape[1] * x_shape[2] <= 4
-  return Plan(forward="taps" if tiny else "xla", input_grad="taps" if tiny else "xla")
+  return x_shape[1] * x_shape[2] <= 4
 
 
 def _xla_conv(x, w, pads: Pads):
   return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=NHWC)
 
 
-def _pad(x, pads: Pads):
-  return jnp.pad(x, [(0, 0), *pads, (0, 0)])
+def _pad(x, pads, value=0.0):
+  """Pads the two spatial axes of an NHWC array."""
+  return jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=value)
 
 
 def _real_taps(kernel: tuple[int, int], out: tuple[int, int], size: tuple[int, int], pads: Pads):
@@ -153,26 +144,23 @@ def _input_grad_taps(x_shape, w, dy, pads: Pads):
   return out[:, top:top + x_shape[1], left:left + x_shape[2], :]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _planned_conv(x, w, pads: Pads, plan: Plan):
-  return _forward_taps(x, w, pads) if plan.forward == "taps" else _xla_conv(x, w, pads)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def taps_conv(x, w, pads: Pads):
+  """A stride-1 NHWC/HWIO convolution as per-tap matmuls, forward and input gradient."""
+  return _forward_taps(x, w, pads)
 
 
-def _planned_fwd(x, w, pads, plan):
-  return _planned_conv(x, w, pads, plan), (x, w)
+def _taps_fwd(x, w, pads):
+  return taps_conv(x, w, pads), (x, w)
 
 
-def _planned_bwd(pads, plan, residuals, dy):
+def _taps_bwd(pads, residuals, dy):
   x, w = residuals
-  if plan.input_grad == "taps":
-    dx = _input_grad_taps(x.shape, w, dy, pads)
-  else:
-    dx = jax.vjp(lambda x: _xla_conv(x, w, pads), x)[1](dy)[0]
   dw = jax.vjp(lambda w: _xla_conv(x, w, pads), w)[1](dy)[0]
-  return dx, dw
+  return _input_grad_taps(x.shape, w, dy, pads), dw
 
 
-_planned_conv.defvjp(_planned_fwd, _planned_bwd)
+taps_conv.defvjp(_taps_fwd, _taps_bwd)
 
 
 def _explicit_pads(padding) -> Pads | None:
@@ -187,9 +175,9 @@ def _explicit_pads(padding) -> Pads | None:
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
-  """``lax.conv_general_dilated`` (same signature), planned per pass when lowered for CPU.
+  """``lax.conv_general_dilated`` (same signature); ``taps_conv`` when lowered for CPU.
 
-  Only plain float32 NHWC/HWIO stride-1 convolutions whose plan differs from XLA's are
+  Only plain float32 NHWC/HWIO stride-1 convolutions for which ``taps_on_cpu`` holds are
   reformulated; everything else is passed through unchanged.
   """
   reference = functools.partial(
@@ -204,11 +192,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
            and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
            == lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC))
   pads = _explicit_pads(padding) if plain else None
-  plan = cpu_plan(lhs.shape, rhs.shape) if pads is not None else Plan()
-  if plan == Plan():
+  if pads is None or not taps_on_cpu(lhs.shape):
     return reference(lhs, rhs)
   return lax.platform_dependent(
-      lhs, rhs, cpu=lambda x, w: _planned_conv(x, w, pads, plan), default=reference)
+      lhs, rhs, cpu=lambda x, w: taps_conv(x, w, pads), default=reference)
 
 
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)

@@ -92,7 +92,7 @@ class PartialConv(nn.Module):
     kernel = jnp.zeros((k, k, self.in_features, len(self.table)), jnp.float32)
     kernel = kernel.at[:, :, ins, outs].set(w).astype(self.dtype)
     y = kernels.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                     dimension_numbers=kernels.NHWC)
     return y + b.astype(self.dtype)
 
 
@@ -113,7 +113,8 @@ class LeNet5(nn.Module):
     if self.original:
       return self._original(x)
     act = layers.activation(self.activation, self.negative_slope)
-    x = act(kernels.Conv(6, (5, 5), padding=layers.conv_padding(2), dtype=self.dtype, name="conv1")(x))
+    x = act(kernels.Conv(6, (5, 5), padding=layers.conv_padding(2), dtype=self.dtype,
+                         name="conv1")(x))
     self.sow("intermediates", "stem", x)
     x = layers.pool(x, self.pool, window=2, stride=2)
     self.sow("intermediates", "stage1", x)

@@ -63,8 +63,8 @@ SHORTCUTS = ("A", "B")
 
 def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
   return kernels.Conv(features, (kernel, kernel), (strides, strides),
-                 padding=layers.conv_padding(kernel // 2), use_bias=False,
-                 kernel_init=CONV_INIT, dtype=dtype, name=name)
+                      padding=layers.conv_padding(kernel // 2), use_bias=False,
+                      kernel_init=CONV_INIT, dtype=dtype, name=name)
 
 
 def _bn(train: bool, dtype: Any, name: str, zero: bool = False) -> nn.BatchNorm:

@@ -68,7 +68,7 @@ class VGG(nn.Module):
     for s, (depth, width) in enumerate(zip(self.depths, WIDTHS), start=1):
       for i in range(1, depth + 1):
         x = kernels.Conv(width, (3, 3), padding=layers.conv_padding(1), kernel_init=CONV_INIT,
-                    dtype=self.dtype, name=f"conv{s}_{i}")(x)
+                         dtype=self.dtype, name=f"conv{s}_{i}")(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                            dtype=self.dtype, name=f"bn{s}_{i}")(x)

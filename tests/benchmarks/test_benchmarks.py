@@ -35,7 +35,8 @@ def test_cases_parse_defaults_sizes_and_errors():
 def test_torch_definitions_give_cnnjax_logits(name, size, flatten):
   torch = pytest.importorskip("torch")
   from benchmarks import torch_bench  # pylint: disable=import-outside-toplevel
-  net = torch_bench.build(name, 10, 1 if name == "lenet5" else 3).eval()
+  channels = 1 if name == "lenet5" else 3
+  net = torch_bench.build(name, 10, channels).eval()
   gen = torch.Generator().manual_seed(0)
   for module in net.modules():  # non-trivial BatchNorm statistics
     if isinstance(module, torch.nn.BatchNorm2d):
@@ -43,10 +44,10 @@ def test_torch_definitions_give_cnnjax_logits(name, size, flatten):
       module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
   variables = torch_layout.to_flax(net.state_dict(), torch_layout.dotted, flatten)
   model = models.create(name, num_classes=10)
-  reference = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size,
-                                                                                 1 if name == "lenet5" else 3))))
+  reference = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, channels))))
   assert jax.tree.map(np.shape, variables) == jax.tree.map(np.shape, reference)
-  x = np.random.default_rng(0).normal(size=(2, size, size, 1 if name == "lenet5" else 3))
+  x = np.random.default_rng(0).normal(size=(2, size, size, channels))
   ours = model.apply(variables, jnp.asarray(x, jnp.float32), train=False)
   with torch.no_grad():
     theirs = net(torch.from_numpy(x.transpose(0, 3, 1, 2)).float()).numpy()
@@ -109,16 +110,26 @@ def test_jax_side_needs_only_jax_flax_optax():
   assert result["train"]["images_per_s"] > 0
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--models=lenet6"], "unknown model 'lenet6'"),
-    (["--models=resnet18@x"], "bad input size"),
-    (["--frameworks=mxnet"], "unknown framework 'mxnet'"),
-    (["--dtype=fp16"], "unknown dtype 'fp16'"),
+@pytest.mark.parametrize("script,args,message", [
+    ("run", ["--models=lenet6"], "unknown model 'lenet6'"),
+    ("run", ["--models=resnet18@x"], "bad input size"),
+    ("run", ["--frameworks=mxnet"], "unknown framework 'mxnet'"),
+    ("run", ["--dtype=fp16"], "unknown dtype 'fp16'"),
+    ("run", ["stray"], "unexpected arguments 'stray'"),
+    ("run", ["--models=lenet5", "--frameworks=jax", "--max_batch", "--nopipeline"],
+     "needs a device that reports its memory"),
+    ("conv_bench", ["--model=lenet6"], "unknown model 'lenet6'"),
+    ("profile_step", ["--model=lenet5@x"], "bad input size"),
+    ("profile_step", ["--model=lenet5", "--batch=12"], "not divisible by the 8 devices"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, message):
-  done = run(*args)
-  assert done.returncode == 2
-  assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+def test_bad_input_is_one_line_and_exit_2(tmp_path, script, args, message):
+  done = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", *args,
+                         *([f"--out={tmp_path / 'b.json'}"] if script == "run" else [])],
+                        cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 2, done.stderr[-2000:]
+  assert message in done.stderr
+  if script != "run" or "--max_batch" not in args:
+    assert done.stderr.strip().count("\n") == 0
 
 
 def test_profile_lists_xla_ops_by_time():

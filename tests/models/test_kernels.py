@@ -43,12 +43,11 @@ def test_tied_maxima_share_the_gradient_and_keep_its_sum():
     ((4, 1, 1, 24), (3, 3, 24, 8), ((1, 1), (1, 1))),   # 1×1 maps
     ((3, 2, 2, 5), (1, 1, 5, 7), ((0, 0), (0, 0))),     # a 1×1 projection
 ])
-def test_planned_conv_matches_xla_value_and_gradients(x_shape, w_shape, pads):
-  plan = kernels.cpu_plan(x_shape, w_shape)
-  assert plan == kernels.Plan("taps", "taps")
+def test_taps_conv_matches_xla_value_and_gradients(x_shape, w_shape, pads):
+  assert kernels.taps_on_cpu(x_shape)
   x = jax.random.normal(jax.random.key(0), x_shape)
   w = jax.random.normal(jax.random.key(1), w_shape)
-  ours = lambda x, w: kernels._planned_conv(x, w, pads, plan)  # pylint: disable=protected-access
+  ours = lambda x, w: kernels.taps_conv(x, w, pads)
   ref = lambda x, w: reference_conv(x, w, pads)
   np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5, atol=1e-4)
   g = jax.random.normal(jax.random.key(2), ref(x, w).shape)
@@ -64,9 +63,9 @@ def test_taps_that_only_read_padding_are_skipped():
   assert real((1, 1), (2, 2), (2, 2), ((0, 0), (0, 0))) == [(0, 0)]
 
 
-def test_plan_keeps_xla_where_it_is_faster():
-  assert kernels.cpu_plan((128, 32, 32, 16), (3, 3, 16, 16)) == kernels.Plan()
-  assert kernels.cpu_plan((256, 28, 28, 1), (5, 5, 1, 6)) == kernels.Plan()
+def test_xla_is_kept_where_it_is_faster():
+  assert not kernels.taps_on_cpu((128, 32, 32, 16))
+  assert not kernels.taps_on_cpu((256, 28, 28, 1))
 
 
 def _lowered(fn, *args, platform=None):
