@@ -5,13 +5,16 @@
   python launch.py --config=experiments/lenet_mnist.py:original --config.batch_size=256 ...
 
 Bad input (an unknown model, dataset or config key, a wrong type, a missing file, a workdir that
-can't be written, ...) ends with one line ``error: ...`` on stderr and exit code 2.
+can't be written, ...) ends with one line ``error: ...`` on stderr and exit code 2; a run that
+fails (diverged, a checkpoint save failed) with one ``error:`` line and exit code 3; SIGTERM or
+SIGINT save a checkpoint at the current step, print how to resume and exit with 128 + signal.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -130,7 +133,7 @@ def main(argv: list[str]) -> None:
     fail("--workdir is required, e.g. --workdir=runs/lenet.")
   if not FLAGS["verbosity"].present:  # orbax logs every save at INFO; -v 0 brings it back
     logging.set_verbosity(logging.WARNING)
-  from cnnjax.errors import UserError  # pylint: disable=import-outside-toplevel
+  from cnnjax import errors  # pylint: disable=import-outside-toplevel
   from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
   if FLAGS.distributed:
     from cnnjax import parallel  # pylint: disable=import-outside-toplevel
@@ -141,8 +144,17 @@ def main(argv: list[str]) -> None:
       result = loop.train(config, FLAGS.workdir)
     else:
       result = loop.evaluate(config, FLAGS.workdir)
-  except (UserError, FloatingPointError) as e:
+  except errors.UserError as e:
     fail(str(e))
+  except errors.Stopped as e:  # SIGTERM/SIGINT: the checkpoint is saved
+    print(str(e), file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except KeyboardInterrupt:  # Ctrl-C outside training (evaluation, start-up): nothing to save
+    print("interrupted (SIGINT).", file=sys.stderr)
+    sys.exit(128 + signal.SIGINT)
+  except (errors.RunFailed, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(errors.EXIT_RUN_FAILED)
   logging.info("final: %s", result)
   print(_cache_line(cache_stats))
   print("final " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"

@@ -1,18 +1,35 @@
-"""Orbax checkpoints of the training state plus the data iterator's position.
+"""Orbax checkpoints of the training state, the data iterator's position and the metric window.
 
 Saves are atomic (orbax writes a temporary directory and renames it when complete), so a run
 killed at any moment restarts from the last complete checkpoint. Together with the grain
 iterator state and per-step PRNG keys, resuming reproduces an uninterrupted run exactly.
+
+Restoring is defensive: the checkpoint's tree (paths, shapes, dtypes) is compared with the
+state the config describes before anything is read, and a checkpoint that can't be read (a
+truncated file, a missing one) or holds non-finite values is moved aside to
+``WORKDIR/damaged_checkpoints/`` with a one-line warning, and the next older one is tried.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import shutil
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+
+from cnnjax.errors import RunFailed, UserError
+
+DAMAGED = "damaged_checkpoints"  # beside checkpoints/: what a restore could not use
+_WINDOW = "window"  # the metric sums since the last logging step (exact logs after a stop)
 
 
 def manager(directory: str, *, keep: int) -> ocp.CheckpointManager:
@@ -21,10 +38,57 @@ def manager(directory: str, *, keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
-def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_state: dict) -> None:
-  """Saves ``state`` and the data iterator state at ``step`` (asynchronously)."""
-  mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                         data=ocp.args.JsonSave(data_state)), force=True)
+def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_state: dict,
+         window: dict[str, float] | None = None) -> None:
+  """Saves ``state``, the data iterator state and the metric ``window`` at ``step`` (async).
+
+  A failed save (disk full, permissions) raises ``RunFailed`` here or at the next
+  ``check_saves`` / ``finish``; the older checkpoints stay as they were."""
+  items = {"state": ocp.args.StandardSave(state), "data": ocp.args.JsonSave(data_state),
+           _WINDOW: ocp.args.JsonSave(window or {})}
+  try:
+    mgr.save(step, args=ocp.args.Composite(**items), force=True)
+  except Exception as e:  # pylint: disable=broad-except  # any I/O failure of the save
+    raise _save_failed(mgr, step, e) from None
+
+
+def check_saves(mgr: ocp.CheckpointManager) -> None:
+  """Raises ``RunFailed`` if a background save has failed (cheap: it checks a thread)."""
+  try:
+    mgr.check_for_errors()
+  except Exception as e:  # pylint: disable=broad-except
+    raise _save_failed(mgr, None, e) from None
+
+
+def finish(mgr: ocp.CheckpointManager) -> None:
+  """Waits for the save in flight to be complete on disk; ``RunFailed`` if it failed."""
+  try:
+    mgr.wait_until_finished()
+    mgr.check_for_errors()
+  except Exception as e:  # pylint: disable=broad-except
+    raise _save_failed(mgr, None, e) from None
+
+
+def _save_failed(mgr: ocp.CheckpointManager, step: int | None, error: Exception) -> RunFailed:
+  intact = sorted(s for s in _complete_steps(str(mgr.directory)) if s != step)
+  kept = f"the checkpoints there are intact up to step {intact[-1]}" if intact else \
+      "no checkpoint there is complete"
+  which = f"at step {step} " if step is not None else ""
+  return RunFailed(f"saving a checkpoint {which}in {mgr.directory} failed: {_one_line(error)}; "
+                   f"{kept}. Free space (or fix permissions) and rerun the same command.")
+
+
+def _one_line(error: BaseException) -> str:
+  while error.__cause__ is not None:  # orbax wraps the OSError that says what happened
+    error = error.__cause__
+  text = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _complete_steps(directory: str) -> list[int]:
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
 
 
 def abstract(tree: Any) -> Any:
@@ -32,28 +96,177 @@ def abstract(tree: Any) -> Any:
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+# ---- comparing a checkpoint's tree with the one the config describes ----
+
+def _path(keys) -> str:
+  """A tree path as ``a/b/0/c``, the same for dataclass fields, dict keys and tuple indices."""
+  parts = []
+  for k in keys:
+    for attr in ("key", "name", "idx"):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+    else:
+      parts.append(str(k))
+  return "/".join(parts)
+
+
+def leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  """``{path: (shape, dtype)}`` of every array leaf of ``tree`` (arrays or their metadata)."""
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {_path(p): (tuple(leaf.shape), str(np.dtype(leaf.dtype))) for p, leaf in flat
+          if hasattr(leaf, "shape")}
+
+
+def tree_differences(saved: dict, expected: dict) -> list[str]:
+  """How the leaves ``saved`` in a checkpoint differ from those ``expected``, in path order."""
+  out = []
+  for path in sorted(set(saved) | set(expected)):
+    if path not in saved:
+      out.append(f"{path} is not in the checkpoint")
+    elif path not in expected:
+      out.append(f"{path} is in the checkpoint but not in this config's state")
+    elif saved[path] != expected[path]:
+      (s_shape, s_dtype), (e_shape, e_dtype) = saved[path], expected[path]
+      out.append(f"{path} is {s_dtype}{list(s_shape)} in the checkpoint, "
+                 f"{e_dtype}{list(e_shape)} here")
+  return out
+
+
+# ---- restoring with fallback ----
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  step: int
+  state: Any
+  data: dict | None
+  window: dict[str, float]
+
+
+def _step_dir(mgr: ocp.CheckpointManager, step: int) -> str:
+  return os.path.join(str(mgr.directory), str(step))
+
+
+def saved_specs(mgr: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
+  """The leaves of the train state saved at ``step`` (raises if its metadata can't be read)."""
+  path = os.path.join(_step_dir(mgr, step), "state")
+  with _quiet():  # orbax warns that the item dir has no step metadata of its own: it never does
+    return leaf_specs(ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree)
+
+
+@contextlib.contextmanager
+def _quiet():
+  level = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(level)
+
+
+def _restore_step(mgr: ocp.CheckpointManager, step: int, like: Any) -> Restored:
+  has_window = os.path.isdir(os.path.join(_step_dir(mgr, step), _WINDOW))
+  items = {"state": ocp.args.StandardRestore(abstract(like)), "data": ocp.args.JsonRestore()}
+  if has_window:  # older checkpoints have no window: logging then restarts at the resume step
+    items[_WINDOW] = ocp.args.JsonRestore()
+  restored = mgr.restore(step, args=ocp.args.Composite(**items))
+  if not all_finite(restored["state"]):
+    raise FloatingPointError("it holds non-finite values (saved by a run that diverged)")
+  return Restored(step, restored["state"], restored["data"],
+                  dict(restored[_WINDOW] or {}) if has_window else {})
+
+
+@jax.jit
+def all_finite(tree: Any) -> jax.Array:
+  """True iff every floating-point leaf of ``tree`` is finite (one fused reduction)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _set_aside(mgr: ocp.CheckpointManager, step: int) -> str:
+  """Moves a damaged checkpoint out of the manager's directory (kept, never deleted)."""
+  src = _step_dir(mgr, step)
+  dst_dir = os.path.join(os.path.dirname(str(mgr.directory)), DAMAGED)
+  dst = os.path.join(dst_dir, str(step))
+  if jax.process_index() == 0:
+    os.makedirs(dst_dir, exist_ok=True)
+    if os.path.exists(dst):
+      shutil.rmtree(dst)
+    shutil.move(src, dst)
+  mgr.reload()
+  return dst
+
+
+def restore_newest(mgr: ocp.CheckpointManager, like: Any,
+                   check: Callable[[int, dict], None] | None = None,
+                   warn: Callable[[str], None] | None = None) -> Restored | None:
+  """The newest checkpoint that restores, placed like ``like`` (arrays or ShapeDtypeStructs).
+
+  ``check(step, saved_leaf_specs)`` may raise ``UserError`` when the checkpoint doesn't fit
+  the config (that is the config's fault: no fallback). A checkpoint that can't be read or
+  holds non-finite values is set aside with one warning line and the next older one is
+  tried; None if there is no checkpoint; ``RunFailed`` if none of them restores."""
+  warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr, flush=True))
+  steps = sorted(mgr.all_steps(), reverse=True)
+  for i, step in enumerate(steps):
+    try:
+      specs = saved_specs(mgr, step)
+    except Exception as e:  # pylint: disable=broad-except  # unreadable metadata: damaged
+      problem: BaseException | None = e
+    else:
+      if check is not None:
+        check(step, specs)
+      try:
+        return _restore_step(mgr, step, like)
+      except UserError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  # truncated, missing, non-finite
+        problem = e
+    moved = _set_aside(mgr, step)
+    older = f"trying step {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
+    warn(f"checkpoint step {step} can't be restored ({_one_line(problem)}); moved it to "
+         f"{moved}; {older}.")
+  if steps:
+    raise RunFailed(f"none of the checkpoints in {mgr.directory} can be restored (steps "
+                    f"{', '.join(map(str, steps))}, now in "
+                    f"{os.path.join(os.path.dirname(str(mgr.directory)), DAMAGED)}); "
+                    "rerun to start afresh, or restore them by hand.")
+  return None
+
+
 def restore_latest(mgr: ocp.CheckpointManager, like: Any) -> tuple[int, Any, dict] | None:
-  """(step, state, data state) of the newest checkpoint, placed like ``like``; None if none."""
-  step = mgr.latest_step()
-  if step is None:
-    return None
-  restored = mgr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract(like)), data=ocp.args.JsonRestore()))
-  return step, restored["state"], restored["data"]
+  """(step, state, data state) of the newest restorable checkpoint; None if there is none."""
+  restored = restore_newest(mgr, like)
+  return None if restored is None else (restored.step, restored.state, restored.data)
 
 
 def latest_variables(directory: str) -> dict[str, Any]:
   """``{'params', 'batch_stats'}`` of the newest training checkpoint under ``directory`` (a
-  workdir or its ``checkpoints/``), as host arrays, whatever the optimizer that wrote it."""
+  workdir or its ``checkpoints/``), as host arrays, whatever the optimizer that wrote it.
+
+  Only those two subtrees are read (a partial restore): a damaged or foreign optimizer state
+  doesn't matter. Falls back to older checkpoints, without moving anything (not our run)."""
   ckpt_dir = os.path.join(directory, "checkpoints")
-  ckpt_dir = ckpt_dir if os.path.isdir(ckpt_dir) else directory
-  step = ocp.CheckpointManager(os.path.abspath(ckpt_dir)).latest_step()
-  if step is None:
-    return {}
-  path = os.path.join(os.path.abspath(ckpt_dir), str(step), "state")
+  ckpt_dir = os.path.abspath(ckpt_dir if os.path.isdir(ckpt_dir) else directory)
+  steps = sorted(ocp.CheckpointManager(ckpt_dir).all_steps(), reverse=True)
+  problems = []
+  for step in steps:
+    try:
+      return _read_variables(os.path.join(ckpt_dir, str(step), "state"))
+    except Exception as e:  # pylint: disable=broad-except  # damaged: try the older one
+      problems.append(f"step {step}: {_one_line(e)}")
+  if problems:
+    raise UserError(f"no checkpoint in {ckpt_dir} can be read ({'; '.join(problems)}).")
+  return {}
+
+
+def _read_variables(path: str) -> dict[str, Any]:
   checkpointer = ocp.PyTreeCheckpointer()
+  with _quiet():
+    meta = checkpointer.metadata(path).item_metadata.tree
+  wanted = {k: meta[k] for k in ("params", "batch_stats") if meta.get(k)}
   # Restore as numpy arrays: valid whatever the device topology that saved it.
-  meta = checkpointer.metadata(path).item_metadata.tree
-  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
-  state = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
-  return {k: state[k] for k in ("params", "batch_stats") if state.get(k)}
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
+  return checkpointer.restore(path, args=ocp.args.PyTreeRestore(
+      item=wanted, restore_args=as_numpy, partial_restore=True))

@@ -1,0 +1,117 @@
+"""Resuming a run: the checks that a workdir's checkpoints fit the config, then the restore.
+
+Training and ``--mode=eval`` run the same checks, before anything is written:
+1. the keys that fix the data order and the model (``RESUME_KEYS``) equal those in the
+   workdir's ``config.json``;
+2. the newest checkpoint's tree (paths, shapes, dtypes, read from its metadata) equals the
+   state this config describes; a difference names the first differing paths and the config
+   keys that cause them;
+3. the restore itself, falling back to older checkpoints when one is damaged
+   (``checkpoint.restore_newest``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import ml_collections
+
+from cnnjax import checkpoint
+from cnnjax.errors import UserError
+
+# What a resumed run must share with the run that wrote the checkpoint: the data order (dataset,
+# split, batch size, seed) and the shape of the train state (model, optimizer, frozen layers).
+RESUME_KEYS = ("model", "model_options", "num_classes", "dataset", "data.train_split",
+               "data.train_per_class", "batch_size", "seed", "optimizer.name", "finetune")
+
+# The config keys each part of the train state depends on (prefixes of dotted keys).
+STATE_KEYS = {
+    "params": ("model", "model_options", "num_classes", "data.image_size", "data.channels",
+               "data.crop", "init_from"),
+    "batch_stats": ("model", "model_options", "num_classes", "data.image_size", "data.crop"),
+    "opt_state": ("optimizer", "finetune", "model", "model_options", "num_classes"),
+    "step": (),
+}
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
+  return out
+
+
+def saved_config(workdir: str) -> dict[str, Any] | None:
+  """The flattened ``config.json`` of the run in ``workdir``, if it has one."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return _flat(json.load(f))
+
+
+def _changed(old: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, tuple]:
+  new = _flat(json.loads(config.to_json_best_effort()))
+  return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+          if old.get(k) != new.get(k)}
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+  return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses to resume with other ``RESUME_KEYS`` than the workdir's ``config.json``."""
+  old = saved_config(workdir)
+  if old is None:
+    return
+  changed = _changed(old, config)
+  keys = [k for k in RESUME_KEYS if any(_under(c, (k,)) for c in changed)]
+  if keys:
+    k = next(c for c in changed if _under(c, (keys[0],)))
+    before, after = changed[k]
+    raise UserError(f"{workdir} holds a run with config.{k}={before!r}, not {after!r}: resuming "
+                    f"needs the same {', '.join(keys)}; use a new --workdir (or "
+                    "config.init_from to start from its weights).")
+
+
+def mismatch(workdir: str, config: ml_collections.ConfigDict, step: int,
+             differences: list[str]) -> UserError:
+  """One line: the first differing paths of checkpoint ``step`` and the keys that cause them."""
+  sections = {d.split("/", 1)[0].split(" ", 1)[0] for d in differences}
+  suspects = tuple(k for s in sorted(sections) for k in STATE_KEYS.get(s, ()))
+  old = saved_config(workdir)
+  causes = [f"config.{k} ({before!r} there, {after!r} here)"
+            for k, (before, after) in (_changed(old, config).items() if old else ())
+            if _under(k, suspects)]
+  if not causes:
+    causes = [f"one of {', '.join('config.' + k for k in dict.fromkeys(suspects))}"]
+  more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+  return UserError(f"checkpoint step {step} in {workdir}/checkpoints doesn't fit this config: "
+                   f"{'; '.join(differences[:3])}{more}; caused by {', '.join(causes)}. Use the "
+                   "config that wrote it, or a new --workdir.")
+
+
+def restore(workdir: str, config: ml_collections.ConfigDict, mgr, like: Any
+            ) -> checkpoint.Restored | None:
+  """The newest checkpoint in ``mgr`` that fits ``config`` and restores; None if none yet."""
+  if not mgr.all_steps():
+    return None
+  check_config(workdir, config)
+  expected = checkpoint.leaf_specs(like)
+
+  def fits(step: int, saved: dict) -> None:
+    differences = checkpoint.tree_differences(saved, expected)
+    if differences:
+      raise mismatch(workdir, config, step, differences)
+
+  restored = checkpoint.restore_newest(mgr, like, fits)
+  if restored is not None:
+    print(f"resuming from step {restored.step} ({mgr.directory}/{restored.step})",
+          file=sys.stderr, flush=True)
+  return restored

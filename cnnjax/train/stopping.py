@@ -1,0 +1,83 @@
+"""Stopping cleanly on SIGTERM / SIGINT: finish the step, save, exit 128 + signal.
+
+Schedulers (Slurm, Kubernetes, cloud TPU/GPU VMs) preempt with SIGTERM and Ctrl-C sends SIGINT.
+``StopRequest`` replaces the default handlers for the duration of a run: a signal only records
+itself, the loop finishes the step it is in, saves a checkpoint at that step and stops. A second
+signal during the save is recorded and ignored, so it can't tear the save (kill -9 still works:
+orbax's saves are atomic).
+
+With several processes a signal may reach only some of them, and a process that stops alone
+would leave the others waiting in a collective forever. So the flag is all-reduced on the
+devices: every step each process contributes its own flag, and the result of step ``k`` is read
+after step ``k + 1`` has been dispatched (so it costs no pipeline stall). Every process reads
+the same value at the same step, and all stop and save together one step after any of them
+was signalled.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax import parallel
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequest:
+  """Records SIGTERM/SIGINT while installed (a context manager); ``signum`` is the first."""
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous: dict[int, object] = {}
+
+  def __enter__(self) -> StopRequest:
+    if threading.current_thread() is threading.main_thread():  # handlers live there only
+      for s in SIGNALS:
+        self._previous[s] = signal.signal(s, self._record)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    self._previous.clear()
+
+  def _record(self, signum: int, frame) -> None:
+    del frame
+    if self.signum is None:
+      self.signum = signum
+      print(f"{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+            "(a second signal is ignored until the save is complete).", file=sys.stderr,
+            flush=True)
+
+
+class Agreement:
+  """Whether every process should stop now: any process's ``StopRequest``, agreed on."""
+
+  def __init__(self, request: StopRequest, mesh: jax.sharding.Mesh):
+    self.request = request
+    self.mesh = mesh
+    self.single = jax.process_count() == 1
+    self._pending = None
+    if not self.single:
+      self._any = jax.jit(jnp.max, out_shardings=parallel.replicated(mesh))
+
+  def should_stop(self) -> bool:
+    """Called once per step on every process, in the same order."""
+    if self.single:
+      return self.request.signum is not None
+    local = np.full(len(self.mesh.local_devices), self.request.signum or 0, np.int32)
+    flag = self._any(jax.make_array_from_process_local_data(parallel.batch_sharding(self.mesh),
+                                                            local))
+    previous, self._pending = self._pending, flag
+    if previous is None:
+      return False
+    agreed = int(previous)
+    if agreed and self.request.signum is None:
+      self.request.signum = agreed  # signalled elsewhere: stop for the same reason
+    return bool(agreed)
