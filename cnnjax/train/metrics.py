@@ -24,13 +24,19 @@ def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0) ->
 
 
 def topk_correct(logits: Array, labels: Array, k: int) -> Array:
-  """1.0 where the label is among the ``k`` highest logits (ties broken by index), else 0.0."""
+  """1.0 where the label is among the ``k`` highest logits (ties broken by index), else 0.0.
+
+  An example with any non-finite logit (NaN, ±inf) is a miss: NaN compares False with
+  everything, so without this a NaN row would rank its label first and a diverged model
+  would score top-1 = 1.0.
+  """
   k = min(k, logits.shape[-1])
   label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
   # Rank of the label = how many classes beat it (strictly, or equal with a lower index).
   idx = jnp.arange(logits.shape[-1])
   beats = (logits > label_logit) | ((logits == label_logit) & (idx < labels[:, None]))
-  return (jnp.sum(beats, axis=-1) < k).astype(jnp.float32)
+  finite = jnp.all(jnp.isfinite(logits), axis=-1)
+  return ((jnp.sum(beats, axis=-1) < k) & finite).astype(jnp.float32)
 
 
 def classification_sums(logits: Array, labels: Array, mask: Array | None = None,
