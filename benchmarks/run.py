@@ -121,7 +121,7 @@ def main(argv):
   cli.start(argv)
   if FLAGS.worker:
     with cli.user_errors():
-      print(json.dumps(_worker(FLAGS.worker)))
+      print(json.dumps(cli.finite_or_null(_worker(FLAGS.worker)), allow_nan=False))
     return 0
   parsed = _parse_cases()
   passthrough = [a for a in sys.argv[1:] if a.split("=")[0].lstrip("-") in
@@ -144,7 +144,7 @@ def main(argv):
     lines += _pipeline(results)
   print("\n".join(lines))
   with open(FLAGS.out, "w") as f:
-    json.dump(results, f, indent=1)
+    json.dump(cli.finite_or_null(results), f, indent=1, allow_nan=False)
   print(f"\nwrote {os.path.abspath(FLAGS.out)}")
   exits = {r.get("exit", 0) for per_case in results.values() for r in per_case.values()}
   if cli.USAGE_ERROR in exits:  # bad input met only in a worker (--max_batch on a CPU)

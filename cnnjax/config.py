@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import numbers
 import os
+import re
 import sys
 
 import ml_collections
@@ -33,41 +35,132 @@ def load(spec: str) -> ml_collections.ConfigDict:
   return module.get_config(arg or None)
 
 
-def _positive(config, *keys: str) -> None:
-  for key in keys:
-    value = config[key] if "." not in key else config[key.split(".")[0]][key.split(".")[1]]
-    if value is None or value <= 0:
-      raise UserError(f"config.{key} must be positive, got {value!r}.")
+def _get(config: ml_collections.ConfigDict, key: str):
+  """``config['a.b']`` for a dotted key."""
+  value = config
+  for part in key.split("."):
+    value = value[part]
+  return value
+
+
+def _fail(key: str, wording: str, value) -> UserError:
+  """The one form of a range error; 'finite and' is added where inf or NaN was given."""
+  if isinstance(value, numbers.Real) and not math.isfinite(value):
+    wording = f"finite and {wording}"
+  return UserError(f"config.{key} must be {wording}, got {value!r}.")
+
+
+def _number(value) -> bool:
+  return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+# Ranges as (wording, test); each test only sees finite numbers. Fractions stop below 1 where
+# 1 means a moving average that never moves (momentum, b1, b2, decay) or an example that is all
+# smoothing; val_fraction excludes both ends, since either leaves one split of a folder empty.
+POSITIVE = ("positive", lambda v: v > 0)
+NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+FRACTION = ("in [0, 1)", lambda v: 0 <= v < 1)
+CLOSED_FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
+OPEN_FRACTION = ("in (0, 1)", lambda v: 0 < v < 1)
+AT_LEAST_ONE = ("an integer >= 1", lambda v: _integer(v) and v >= 1)
+SEED = ("an integer in [0, 2**63)", lambda v: _integer(v) and 0 <= v < 2**63)
+
+# (key, range, optional): an optional key may be None (its default is computed elsewhere).
+RANGES = (
+    ("seed", SEED, False),
+    ("batch_size", POSITIVE, False),
+    ("eval_batch_size", POSITIVE, False),
+    ("log_every_steps", POSITIVE, False),
+    ("checkpoint_every_steps", POSITIVE, False),
+    ("keep_checkpoints", POSITIVE, False),
+    ("eval_every_epochs", NON_NEGATIVE, False),
+    ("label_smoothing", FRACTION, False),
+    ("num_classes", AT_LEAST_ONE, True),
+    ("model_options.dropout", FRACTION, True),
+    ("model_options.negative_slope", NON_NEGATIVE, True),
+    ("data.image_size", POSITIVE, True),
+    ("data.crop", POSITIVE, True),
+    ("data.resize", POSITIVE, True),
+    ("data.max_shift", NON_NEGATIVE, False),
+    ("data.train_per_class", POSITIVE, True),
+    ("data.val_fraction", OPEN_FRACTION, False),
+    ("data.num_threads", AT_LEAST_ONE, False),
+    ("optimizer.learning_rate", POSITIVE, False),
+    ("optimizer.momentum", FRACTION, False),
+    ("optimizer.weight_decay", NON_NEGATIVE, False),
+    ("optimizer.b1", FRACTION, False),
+    ("optimizer.b2", FRACTION, False),
+    ("optimizer.eps", POSITIVE, False),
+    ("optimizer.decay", FRACTION, False),
+    ("optimizer.grad_clip_norm", POSITIVE, True),
+    ("schedule.warmup_epochs", NON_NEGATIVE, False),
+    ("schedule.decay_factor", POSITIVE, False),
+    ("schedule.final_lr_fraction", CLOSED_FRACTION, False),
+)
+
+
+def _check_range(key: str, value, wording: str, test, optional: bool = False) -> None:
+  """Raises ``UserError`` unless ``value`` is a finite number passing ``test`` (or None if
+  ``optional``)."""
+  if value is None and optional:
+    return
+  if not _number(value) or not test(value):
+    raise _fail(key, wording, value)
+
+
+def _check_lists(config: ml_collections.ConfigDict) -> None:
+  """Entries of the list-valued keys: decay epochs and init_skip regexes."""
+  for i, epoch in enumerate(config.schedule.decay_epochs):
+    _check_range(f"schedule.decay_epochs[{i}]", epoch, *NON_NEGATIVE)
+  for i, pattern in enumerate(config.init_skip):
+    try:
+      re.compile(pattern)
+    except (re.error, TypeError) as e:
+      raise UserError(f"config.init_skip[{i}] must be a valid regular expression, got "
+                      f"{pattern!r} ({e}).") from None
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks names and ranges; raises ``UserError`` naming the bad key and the valid choices."""
+  """Checks names and ranges; raises ``UserError`` naming the bad key and the valid choices.
+
+  Everything here needs only the config, so a bad value fails before any data is read; the
+  checks that need the data's shape are ``check_against_data``.
+  """
   spec = models.get_spec(config.model)
   models.create(config.model, num_classes=config.num_classes or spec.num_classes,
                 **config.model_options)
   optim.schedule(config.schedule.name, base_lr=1.0, total_steps=10)
   optim.optimizer(config.optimizer.name, 1.0)
-  _positive(config, "batch_size", "eval_batch_size", "log_every_steps", "checkpoint_every_steps",
-            "keep_checkpoints", "optimizer.learning_rate")
-  if config.num_steps is None:
-    _positive(config, "num_epochs")
-  else:
-    _positive(config, "num_steps")
-  if not 0.0 <= config.label_smoothing < 1.0:
-    raise UserError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing}.")
-  if config.data.max_shift < 0:
-    raise UserError(f"config.data.max_shift must be >= 0, got {config.data.max_shift}.")
-  if config.data.channels not in (None, 1, 3):
-    raise UserError(f"config.data.channels must be 1 or 3, got {config.data.channels}.")
-  if config.data.train_per_class is not None and config.data.train_per_class <= 0:
-    raise UserError(f"config.data.train_per_class must be positive, got "
-                    f"{config.data.train_per_class}.")
+  for key, (wording, test), optional in RANGES:
+    _check_range(key, _get(config, key), wording, test, optional)
+  duration = "num_epochs" if config.num_steps is None else "num_steps"
+  _check_range(duration, config[duration], *POSITIVE)
+  _check_lists(config)
+  d = config.data
+  if d.channels not in (None, 1, 3):
+    raise UserError(f"config.data.channels must be 1 or 3, got {d.channels}.")
+  if d.crop is not None and d.resize is not None and d.resize < d.crop:
+    raise UserError(f"config.data.resize must be >= config.data.crop={d.crop}, got {d.resize}.")
   if config.checkpoint_every_steps % config.log_every_steps:
     raise UserError(f"config.checkpoint_every_steps={config.checkpoint_every_steps} must be a "
                     f"multiple of config.log_every_steps={config.log_every_steps}, so that a "
                     "resumed run logs the same windows as an uninterrupted one.")
-  if config.eval_every_epochs < 0:
-    raise UserError(f"config.eval_every_epochs must be >= 0, got {config.eval_every_epochs}.")
+
+
+def check_against_data(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:
+  """The checks that need the opened training split: ``image_shape`` is what it yields (H, W, C).
+
+  A shift of the full height or width would move the whole image out of the frame; unchecked,
+  it fails deep in a grain reader thread, so it is refused here before anything starts.
+  """
+  height, width = image_shape[:2]
+  if config.data.max_shift >= min(height, width):
+    raise UserError(f"config.data.max_shift must be < {min(height, width)} (the training images "
+                    f"are {height}x{width}), got {config.data.max_shift}.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -100,6 +100,14 @@ BAD_INPUT = [
     ((CONFIG, "--config.optimizer.name=adagrad"), r"unknown optimizer 'adagrad'"),
     ((CONFIG, "--config.model_options.activation=swish"), r"unknown activation 'swish'"),
     ((CONFIG, "--mode=fit"), r"--mode=fit"),
+    ((CONFIG, "--config.seed=-1"),
+     r"config\.seed must be an integer in \[0, 2\*\*63\), got -1\.$"),
+    ((CONFIG, "--config.schedule.warmup_epochs=-1"),
+     r"config\.schedule\.warmup_epochs must be >= 0, got -1\.0\.$"),
+    ((CONFIG, "--config.data.num_threads=0"),
+     r"config\.data\.num_threads must be an integer >= 1, got 0\.$"),
+    ((CONFIG, "--config.data.max_shift=28"),
+     r"config\.data\.max_shift must be < 28 \(the training images are 28x28\), got 28\.$"),
 ]
 
 

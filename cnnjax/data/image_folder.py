@@ -47,6 +47,9 @@ def list_classes(path: str) -> tuple[str, list[list[str]]]:
   if not classes:
     raise UserError(f"image folder {path!r} has no class subfolders; expected "
                     f"{path}/<class name>/<image files>.")
+  if len(classes) == 1:  # one class: every label is 0, nothing to learn or to measure
+    raise UserError(f"image folder {path!r} has one class subfolder, {classes[0]!r}; a classifier "
+                    "needs at least 2.")
   files = []
   for name in classes:
     found = []

@@ -154,7 +154,7 @@ def to_json(s: Summary) -> str:
             for r in s.rows]
   return json.dumps({"model": s.model, "input_shape": list(s.input_shape),
                      "num_classes": s.num_classes, "layers": layers, "totals": dict(s.totals)},
-                    indent=1)
+                    indent=1, allow_nan=False)
 
 
 def to_csv(s: Summary) -> str:

@@ -6,8 +6,6 @@ batches are exact: ``finalize`` divides once at the end.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import optax
@@ -24,13 +22,19 @@ def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0) ->
 
 
 def topk_correct(logits: Array, labels: Array, k: int) -> Array:
-  """1.0 where the label is among the ``k`` highest logits (ties broken by index), else 0.0."""
+  """1.0 where the label is among the ``k`` highest logits (ties broken by index), else 0.0.
+
+  An example with any non-finite logit (NaN, ±inf) is a miss: NaN compares False with
+  everything, so without this a NaN row would rank its label first and a diverged model
+  would score top-1 = 1.0.
+  """
   k = min(k, logits.shape[-1])
   label_logit = jnp.take_along_axis(logits, labels[:, None], axis=-1)
   # Rank of the label = how many classes beat it (strictly, or equal with a lower index).
   idx = jnp.arange(logits.shape[-1])
   beats = (logits > label_logit) | ((logits == label_logit) & (idx < labels[:, None]))
-  return (jnp.sum(beats, axis=-1) < k).astype(jnp.float32)
+  finite = jnp.all(jnp.isfinite(logits), axis=-1)
+  return ((jnp.sum(beats, axis=-1) < k) & finite).astype(jnp.float32)
 
 
 def classification_sums(logits: Array, labels: Array, mask: Array | None = None,
@@ -54,11 +58,3 @@ def finalize(sums: dict[str, Array], prefix: str) -> dict[str, float]:
   """Sums → averages named ``prefix/key``; the count is dropped."""
   count = float(sums["count"])
   return {f"{prefix}/{k}": float(v) / max(count, 1.0) for k, v in sums.items() if k != "count"}
-
-
-def check_finite(step: int, scalars: dict[str, float]) -> None:
-  """Stops a diverged run with a clear message (checked on every process)."""
-  for k, v in scalars.items():
-    if not math.isfinite(v):
-      raise FloatingPointError(f"{k} is {v} at step {step}: training diverged (lower the "
-                               "learning rate or check the data).")

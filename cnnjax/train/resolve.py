@@ -116,6 +116,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   parallel.check_batch_size(config.batch_size, mesh)
   pre = _pretrained_preprocessing(config)
   train_data, eval_data = _open_data(config, pre)
+  config_lib.check_against_data(config, train_data.image_shape)
   for split, data in ((config.data.train_split, train_data), (config.data.eval_split, eval_data)):
     if len(data) == 0:
       raise UserError(f"split {split!r} of {config.dataset} is empty.")

@@ -7,6 +7,8 @@ printed at each logging step. Only process 0 writes.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import sys
 import time
@@ -43,6 +45,18 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def json_line(step: int, scalars: dict[str, float]) -> str:
+  """One strict-JSON metrics line; a non-finite value raises rather than write ``NaN``.
+
+  The loop stops a diverged run before it logs, so this is a guard: ``NaN``/``Infinity`` are not
+  JSON, and a line with them would break every strict reader of metrics.jsonl.
+  """
+  for k, v in scalars.items():
+    if isinstance(v, numbers.Real) and not math.isfinite(v):
+      raise ValueError(f"metric {k} is {v} at step {step}; metrics.jsonl takes finite values only.")
+  return json.dumps({"step": step, **scalars}, allow_nan=False)
+
+
 class MetricWriter:
   """Writes scalar metrics per step to JSON lines and TensorBoard, and reports progress."""
 
@@ -68,7 +82,7 @@ class MetricWriter:
     """Logs ``scalars`` at ``step`` everywhere."""
     if not self.enabled:
       return
-    self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+    self.jsonl.write(json_line(step, scalars) + "\n")
     self.jsonl.flush()
     for k, v in scalars.items():
       self.tb.add_scalar(k, v, step)

@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
   results = run(FLAGS.workdir, FLAGS.seeds, FLAGS.per_class, FLAGS.data_dir)
   text = table(results)
   with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
+    json.dump(results, f, indent=2, allow_nan=False)
   with open(os.path.join(FLAGS.workdir, "results.md"), "w") as f:
     f.write(text + "\n")
   print(text)

@@ -50,7 +50,7 @@ def save(out: str, *, model: str, num_classes: int, options: Mapping[str, Any],
   info = {"format": FORMAT, "model": model, "num_classes": num_classes, "options": dict(options),
           "preprocessing": preprocessing.to_json(), "source": dict(source)}
   with open(info_path + ".tmp", "w") as f:
-    json.dump(info, f, indent=2)
+    json.dump(info, f, indent=2, allow_nan=False)
   os.replace(info_path + ".tmp", info_path)
   return info
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import cases, jax_bench, pipeline_bench
+from benchmarks import cases, cli, jax_bench, pipeline_bench
 from cnnjax import models
 from cnnjax.transfer import torch_layout
 
@@ -166,3 +166,12 @@ def test_largest_batch_is_the_biggest_power_of_two_that_fits():
   if jax.devices()[0].platform == "cpu":
     with pytest.raises(cases.CaseError, match="GPU or TPU"):
       jax_bench.largest_batch(case)
+
+
+def test_failed_measurements_are_null_so_the_file_is_strict_json():
+  nan, inf = float("nan"), float("inf")
+  out = cli.finite_or_null({"train": {"images_per_s": nan, "mfu": inf, "batch": 8},
+                            "times": (1.5, -inf), "name": "lenet5"})
+  assert out == {"train": {"images_per_s": None, "mfu": None, "batch": 8},
+                 "times": [1.5, None], "name": "lenet5"}
+  json.dumps(out, allow_nan=False)

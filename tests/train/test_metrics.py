@@ -44,15 +44,31 @@ def test_masked_sums_and_exact_average_over_batches():
   assert "eval/count" not in out
 
 
-def test_check_finite_names_the_metric_and_step():
-  metrics.check_finite(3, {"train/loss": 0.5})
-  with pytest.raises(FloatingPointError, match=r"train/loss is nan at step 7"):
-    metrics.check_finite(7, {"train/loss": float("nan")})
-
-
 def test_resume_truncation_survives_a_torn_line(tmp_path):
   from cnnjax.train import writers
   path = tmp_path / "metrics.jsonl"
   path.write_text('{"step": 1, "a": 1}\n{"step": 5, "a": 2}\n{"step": 9, "a"')
   writers.truncate_after(str(path), 5)
   assert [r["step"] for r in writers.read_metrics(str(path))] == [1, 5]
+
+
+def test_non_finite_rows_are_misses_for_top1_and_topk():
+  nan, inf = float("nan"), float("inf")
+  logits = jnp.array([[nan, nan, nan, nan],  # all NaN: rank 0 without the guard
+                      [0.0, nan, 0, 0],  # one NaN beside the label
+                      [inf, 1, 2, 3],  # +inf in the label's slot
+                      [-inf, 5, 1, 0],  # -inf in a slot that is not the label's
+                      [1.0, 1, 1, 1],  # finite ties: only the lowest index hits top-1
+                      [1.0, 1, 1, 1]])
+  labels = jnp.array([0, 0, 0, 1, 0, 3])
+  np.testing.assert_array_equal(metrics.topk_correct(logits, labels, 1), [0, 0, 0, 0, 1, 0])
+  np.testing.assert_array_equal(metrics.topk_correct(logits, labels, 4), [0, 0, 0, 0, 1, 1])
+  sums = metrics.classification_sums(logits, labels)
+  assert float(sums["top1"]) == 1 and float(sums["top5"]) == 2
+
+
+def test_topk_under_jit_matches_eager():
+  import jax
+  logits = LOGITS.at[1, 2].set(jnp.nan)
+  jitted = jax.jit(metrics.topk_correct, static_argnums=2)(logits, LABELS, 5)
+  np.testing.assert_array_equal(jitted, [1, 0, 0])

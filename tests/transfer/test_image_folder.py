@@ -1,5 +1,7 @@
 """A folder of the user's images: classes, a seeded stratified split, fixed shapes, bad files."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -108,3 +110,13 @@ def test_empty_class_folder(tmp_path):
   Image.new("RGB", (8, 8)).save(tmp_path / "a" / "x.png")
   with pytest.raises(UserError, match="has no files"):
     image_folder.list_classes(str(tmp_path))
+
+
+def test_one_class_folder_is_refused_naming_the_folder_and_the_class(tmp_path):
+  (tmp_path / "cat").mkdir()
+  Image.new("RGB", (8, 8)).save(tmp_path / "cat" / "x.png")
+  (tmp_path / ".hidden").mkdir()  # hidden folders are not classes
+  message = (f"image folder '{tmp_path}' has one class subfolder, 'cat'; a classifier needs "
+             "at least 2.")
+  with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
+    image_folder.load_image_folder(str(tmp_path), "train", image_size=8)
