@@ -8,6 +8,12 @@ Bad input (an unknown model, dataset or config key, a wrong type, a missing file
 can't be written, ...) ends with one line ``error: ...`` on stderr and exit code 2; a run that
 fails (diverged, a checkpoint save failed) with one ``error:`` line and exit code 3; SIGTERM or
 SIGINT save a checkpoint at the current step, print how to resume and exit with 128 + signal.
+
+Several processes (here 2 on one machine; add ``--distributed_timeout_s`` to wait less than 300 s
+for the others, a missing one ends with one line and exit code 3):
+
+  python launch.py --config=... --workdir=runs/x --distributed --coordinator=127.0.0.1:12345 \
+      --num_processes=2 --process_id=0   # and --process_id=1 in a second shell
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize (multi-
 flags.DEFINE_string("coordinator", None, "With --distributed: coordinator host:port.")
 flags.DEFINE_integer("num_processes", None, "With --distributed: number of processes.")
 flags.DEFINE_integer("process_id", None, "With --distributed: this process's index.")
+flags.DEFINE_float("distributed_timeout_s", 300.0, "With --distributed: how long the processes "
+                   "wait for each other before the run fails.")
 FLAGS = flags.FLAGS
 
 
-def fail(message: str) -> None:
-  """The one way launch.py reports bad input: a single line and exit code 2."""
+def fail(message: str, code: int = 2) -> None:
+  """The one way launch.py reports an error: a single line and an exit code (2: bad input)."""
   print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(code)
 
 
 def _config_path(argv: list[str]) -> str | None:
@@ -123,6 +131,28 @@ def _cache_line(stats: dict) -> str:
           f"{stats['requests']} cacheable programs loaded from the cache {stats['dir']}")
 
 
+def _initialize_distributed() -> None:
+  """With --distributed, joins the other processes: exit 2 for bad flags, 3 for a missing peer."""
+  # pylint: disable=import-outside-toplevel  # flag errors stay quick: no JAX import before them
+  from cnnjax import distributed
+  from cnnjax.errors import EXIT_RUN_FAILED, RunFailed, UserError
+  if not FLAGS.distributed:
+    given = [f"--{k}" for k in ("coordinator", "num_processes", "process_id",
+                                "distributed_timeout_s") if FLAGS[k].present]
+    if given:
+      one = len(given) == 1
+      fail(f"{', '.join(given)} {'is' if one else 'are'} only read with --distributed; add "
+           f"--distributed or drop {'it' if one else 'them'}.")
+    return
+  try:
+    distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id,
+                           FLAGS.distributed_timeout_s)
+  except UserError as e:
+    fail(str(e))
+  except RunFailed as e:
+    fail(str(e), EXIT_RUN_FAILED)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value.")
@@ -133,11 +163,9 @@ def main(argv: list[str]) -> None:
     fail("--workdir is required, e.g. --workdir=runs/lenet.")
   if not FLAGS["verbosity"].present:  # orbax logs every save at INFO; -v 0 brings it back
     logging.set_verbosity(logging.WARNING)
+  _initialize_distributed()
   from cnnjax import errors  # pylint: disable=import-outside-toplevel
   from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
-  if FLAGS.distributed:
-    from cnnjax import parallel  # pylint: disable=import-outside-toplevel
-    parallel.initialize_distributed(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
   cache_stats = _compilation_cache()
   try:
     if FLAGS.mode == "train":
@@ -153,8 +181,7 @@ def main(argv: list[str]) -> None:
     print("interrupted (SIGINT).", file=sys.stderr)
     sys.exit(128 + signal.SIGINT)
   except (errors.RunFailed, OSError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(errors.EXIT_RUN_FAILED)
+    fail(str(e), errors.EXIT_RUN_FAILED)
   logging.info("final: %s", result)
   print(_cache_line(cache_stats))
   print("final " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"

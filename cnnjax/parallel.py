@@ -1,8 +1,10 @@
 """Data parallelism with ``jax.jit`` over a device mesh: the batch is sharded, parameters replicated.
 
-One mesh axis, ``data``, spans every device of every process. Each process feeds the rows of the
-global batch that its own devices hold; ``jax.make_array_from_process_local_data`` stitches the
-global array together. BatchNorm statistics under this sharding are global-batch statistics.
+One mesh axis, ``data``, spans every device of every process; mesh position ``i`` holds rows
+``[i·b, (i+1)·b)`` of a global batch (``b`` = batch / devices). Each process reads exactly the rows
+its own devices hold (``process_rows``) and ``to_global`` puts each device's slice on that device,
+so any split of the same mesh over processes places the same examples on the same devices as one
+process does. BatchNorm statistics under this sharding are global-batch statistics.
 """
 
 from __future__ import annotations
@@ -17,14 +19,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from cnnjax.errors import UserError
 
 DATA_AXIS = "data"
-
-
-def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
-  """Joins a multi-process run (``jax.distributed.initialize``); arguments are auto-detected on
-  TPU pods and SLURM/MPI clusters when left None."""
-  jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                             process_id=process_id)
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -48,10 +42,41 @@ def check_batch_size(global_batch: int, mesh: Mesh, what: str = "batch_size") ->
                     f"of {n} (e.g. {max(n, global_batch // n * n)}).")
 
 
+def _local_devices(mesh: Mesh) -> list[jax.Device]:
+  return [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+
+
+def process_rows(mesh: Mesh, global_batch: int,
+                 devices: Sequence[jax.Device] | None = None) -> np.ndarray:
+  """Sorted indices of the global-batch rows that ``devices`` (default: this process's devices in
+  the mesh) hold under ``batch_sharding``: the rows this process must read.
+
+  Derived from the sharding's own device → index map, not from process ids, so it stays right
+  for any order of the devices in the mesh."""
+  devices = set(_local_devices(mesh) if devices is None else devices)
+  index = batch_sharding(mesh).devices_indices_map((global_batch,))
+  rows = [np.arange(global_batch)[index[d][0]] for d in mesh.devices.flat if d in devices]
+  return np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+
+
 def to_global(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """This process's rows of a batch → global arrays sharded along ``data``."""
+  """This process's rows of a global batch (``process_rows`` order) → global arrays sharded
+  along ``data``, each device given exactly the rows the sharding assigns it.
+
+  The global batch is ``local rows × devices / local devices`` (every device holds as many)."""
+  local_devices = _local_devices(mesh)
   sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+  n = len(next(iter(local.values())))
+  global_batch = n * mesh.devices.size // len(local_devices)
+  rows = process_rows(mesh, global_batch, local_devices)
+  index = sharding.devices_indices_map((global_batch,))
+  where = {d: np.searchsorted(rows, np.arange(global_batch)[index[d][0]]) for d in local_devices}
+
+  def place(v: np.ndarray) -> jax.Array:
+    shards = [jax.device_put(v[where[d]], d) for d in local_devices]
+    return jax.make_array_from_single_device_arrays((global_batch, *v.shape[1:]), sharding, shards)
+
+  return {k: place(v) for k, v in local.items()}
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

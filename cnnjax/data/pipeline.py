@@ -3,9 +3,9 @@
 Training order is a pure function of the seed: epoch ``e`` visits the examples in the order
 ``permutation(seed, e)``, the epochs follow each other as one endless stream, and global batch
 ``i`` holds stream positions ``[i·B, (i+1)·B)``. Augmentation for batch ``i`` draws from a
-generator seeded by ``(seed, i)``. So batch ``i`` is the same whatever the number of processes
-or threads, and a resumed run (the grain iterator state restored from the checkpoint) sees the
-very same batches as an uninterrupted one.
+generator seeded by ``(seed, i)``, for the whole global batch. So batch ``i`` is the same whatever
+the number of processes or threads, and a resumed run (the grain iterator state restored from the
+checkpoint) sees the very same batches as an uninterrupted one.
 
 Work is done per batch (one gather, vectorised draws), not per example: on two CPU cores a
 per-example Python pipeline cannot keep up with LeNet-5.
@@ -16,8 +16,10 @@ training takes torchvision's ``RandomResizedCrop(crop)`` (boxes from the generat
 ``CenterCrop(crop)``. That work is per image, but still inside the per-batch map that grain's
 reader threads run in parallel.
 
-With several processes, each reads its own rows of every global batch (rows ``p, p+P, ...``)
-and ``cnnjax.parallel`` stitches the device arrays together.
+With several processes, each reads only ``rows``, the rows of every global batch that its own
+devices hold (``cnnjax.parallel.process_rows``, from the sharding), and ``cnnjax.parallel.to_global``
+puts each device's rows on it. A row's example and its augmentation draws depend on the row's
+global index only, so any split of the devices over processes gives the same global batches.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _gather(dataset: Dataset, indices: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def crop_boxes(sizes: np.ndarray, *, batch: int, global_batch: int, seed: int,
-               rows: slice) -> np.ndarray:
+               rows: np.ndarray | slice) -> np.ndarray:
   """Random-resized-crop boxes for ``rows`` of global batch ``batch`` (``sizes``: their (H, W)).
 
   The draws are made for the whole global batch, so a row's box doesn't depend on the process
@@ -96,7 +98,7 @@ def crop_boxes(sizes: np.ndarray, *, batch: int, global_batch: int, seed: int,
 
 
 def _train_batch(batch: int, *, dataset: Dataset, global_batch: int, seed: int, max_shift: int,
-                 flip: bool, rows: slice) -> dict[str, np.ndarray]:
+                 flip: bool, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
   idx = batch_indices(batch, n=len(dataset), global_batch=global_batch, seed=seed)
   images, labels = _read(dataset, idx[rows])
   if dataset.crop is not None:
@@ -112,33 +114,44 @@ def _train_batch(batch: int, *, dataset: Dataset, global_batch: int, seed: int, 
   return out
 
 
+def _rows(rows: np.ndarray | None, global_batch: int) -> np.ndarray | slice:
+  """``rows`` as an index array, checked: a wrong row would silently train on other examples."""
+  if rows is None:
+    return slice(None)
+  rows = np.asarray(rows, np.int64)
+  if rows.ndim != 1 or ((rows < 0) | (rows >= global_batch)).any():
+    raise ValueError(f"rows must be a 1-D array of indices in 0..{global_batch - 1}.")
+  return rows
+
+
 def _read_options(num_threads: int) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=max(num_threads, 1), prefetch_buffer_size=8)
 
 
 def train_stream(dataset: Dataset, *, global_batch: int, seed: int, max_shift: int = 0,
-                 flip: bool = False, process_index: int = 0, process_count: int = 1,
+                 flip: bool = False, rows: np.ndarray | None = None,
                  num_threads: int = 2) -> grain.DatasetIterator:
-  """Endless iterator of this process's share of each global training batch.
+  """Endless iterator of rows ``rows`` (global row indices; None: all) of each global batch.
 
-  Yields ``{'image': uint8 (b, H, W, C), 'label': int32 (b,)}`` with ``b = global_batch /
-  process_count``. Its ``get_state()`` / ``set_state()`` checkpoint and resume it exactly.
+  Yields ``{'image': uint8 (b, H, W, C), 'label': int32 (b,)}`` with ``b = len(rows)``, in the
+  order of ``rows``. Its ``get_state()`` / ``set_state()`` checkpoint and resume it exactly, and
+  the state doesn't depend on ``rows`` (a run may resume with another process count).
   """
   load = functools.partial(_train_batch, dataset=dataset, global_batch=global_batch, seed=seed,
-                           max_shift=max_shift, flip=flip,
-                           rows=slice(process_index, None, process_count))
+                           max_shift=max_shift, flip=flip, rows=_rows(rows, global_batch))
   ds = grain.MapDataset.range(_ENDLESS).map(load)
   return iter(ds.to_iter_dataset(_read_options(num_threads)))
 
 
-def eval_batches(dataset: Dataset, *, global_batch: int, process_index: int = 0,
-                 process_count: int = 1, num_threads: int = 2) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(dataset: Dataset, *, global_batch: int, rows: np.ndarray | None = None,
+                 num_threads: int = 2) -> Iterator[dict[str, np.ndarray]]:
   """Every example exactly once, in order; the last batch is padded and ``mask`` marks the real rows.
 
-  Yields ``{'image', 'label', 'mask'}``; padded rows repeat example 0 with mask 0.
+  Yields rows ``rows`` (None: all) of each global batch as ``{'image', 'label', 'mask'}``;
+  padded rows repeat example 0 with mask 0.
   """
   n = len(dataset)
-  rows = slice(process_index, None, process_count)
+  rows = _rows(rows, global_batch)
 
   def load(batch: int) -> dict[str, np.ndarray]:
     positions = np.arange(batch * global_batch, (batch + 1) * global_batch)[rows]

@@ -109,8 +109,7 @@ def run_eval(s: Setup, eval_fn, state) -> dict[str, float]:
   # Evaluation pads and masks anyway, so its batch is rounded up to a multiple of the devices.
   global_batch = -(-s.config.eval_batch_size // n) * n
   batches = pipeline.eval_batches(s.eval_data, global_batch=global_batch,
-                                  process_index=jax.process_index(),
-                                  process_count=jax.process_count(),
+                                  rows=parallel.process_rows(s.mesh, global_batch),
                                   num_threads=s.config.data.num_threads)
   for batch in batches:
     sums = metrics.add(sums, eval_fn(state, parallel.to_global(batch, s.mesh)))
@@ -180,7 +179,7 @@ def _train(s: Setup, mgr, request: stopping.StopRequest) -> dict[str, float]:
   stream = pipeline.train_stream(
       s.train_data, global_batch=config.batch_size, seed=config.seed,
       max_shift=config.data.max_shift, flip=config.data.flip,
-      process_index=jax.process_index(), process_count=jax.process_count(),
+      rows=parallel.process_rows(s.mesh, config.batch_size),
       num_threads=config.data.num_threads)
   if restored is not None:
     stream.set_state(restored.data)

@@ -51,21 +51,25 @@ def test_resume_from_iterator_state_gives_the_same_batches(train):
     np.testing.assert_array_equal(x["image"], y["image"])
 
 
-def test_processes_split_each_global_batch(train):
-  whole = next(pipeline.train_stream(train, global_batch=12, seed=0, max_shift=2))
-  parts = [next(pipeline.train_stream(train, global_batch=12, seed=0, max_shift=2,
-                                      process_index=p, process_count=3)) for p in range(3)]
-  for p, part in enumerate(parts):
-    np.testing.assert_array_equal(part["image"], whole["image"][p::3])
-    np.testing.assert_array_equal(part["label"], whole["label"][p::3])
+@pytest.mark.parametrize("rows", [np.arange(4, 8), np.array([0, 1, 10, 11]), np.arange(12)])
+def test_a_process_reads_exactly_its_rows_of_each_global_batch(train, rows):
+  whole = next(pipeline.train_stream(train, global_batch=12, seed=0, max_shift=2, flip=True))
+  part = next(pipeline.train_stream(train, global_batch=12, seed=0, max_shift=2, flip=True,
+                                    rows=rows))
+  np.testing.assert_array_equal(part["image"], whole["image"][rows])
+  np.testing.assert_array_equal(part["label"], whole["label"][rows])
+
+
+def test_rows_outside_the_global_batch_are_refused(train):
+  with pytest.raises(ValueError, match=r"indices in 0\.\.11"):
+    pipeline.train_stream(train, global_batch=12, seed=0, rows=np.array([3, 12]))
 
 
 @pytest.mark.parametrize("batch,processes", [(128, 1), (384, 1), (1000, 1), (96, 2), (64, 4)])
 def test_eval_sees_every_example_exactly_once(test, batch, processes):
   seen, real = [], 0
-  for p in range(processes):
-    for b in pipeline.eval_batches(test, global_batch=batch, process_index=p,
-                                   process_count=processes):
+  for rows in np.array_split(np.arange(batch), processes):
+    for b in pipeline.eval_batches(test, global_batch=batch, rows=rows):
       assert b["image"].shape[0] == batch // processes
       seen.extend(b["label"][b["mask"] == 1].tolist())
       real += int(b["mask"].sum())

@@ -60,3 +60,36 @@ def test_batch_size_must_divide_over_devices():
   parallel.check_batch_size(16, mesh)
   with pytest.raises(UserError, match=r"batch_size=12 is not divisible by the 8 devices"):
     parallel.check_batch_size(12, mesh)
+
+
+@pytest.mark.parametrize("processes", [1, 2, 4])
+def test_process_rows_cover_the_batch_once_and_match_one_process(processes):
+  devices = jax.devices()[:4]  # pretend consecutive pairs (or singles) are separate processes
+  mesh, batch = parallel.make_mesh(devices), 16
+  groups = np.array_split(np.arange(4), processes)
+  rows = [parallel.process_rows(mesh, batch, [devices[i] for i in g]) for g in groups]
+  np.testing.assert_array_equal(np.sort(np.concatenate(rows)), np.arange(batch))
+  for d in devices:  # a device's rows are the one-process case's, whoever feeds it
+    np.testing.assert_array_equal(parallel.process_rows(mesh, batch, [d]),
+                                  np.arange(batch)[_rows_of(mesh, batch, d)])
+  np.testing.assert_array_equal(parallel.process_rows(mesh, batch), np.arange(batch))
+
+
+def _rows_of(mesh, batch, device):
+  return parallel.batch_sharding(mesh).devices_indices_map((batch,))[device][0]
+
+
+def test_process_rows_follow_the_mesh_order_not_the_device_ids():
+  devices = jax.devices()[:4]
+  mesh = parallel.make_mesh([devices[i] for i in (2, 0, 3, 1)])  # an interleaved mesh
+  np.testing.assert_array_equal(parallel.process_rows(mesh, 8, devices[:2]), [2, 3, 6, 7])
+
+
+def test_to_global_puts_each_devices_rows_on_it():
+  devices = jax.devices()[:4]
+  mesh = parallel.make_mesh([devices[i] for i in (2, 0, 3, 1)])
+  batch = {"x": np.arange(8 * 3).reshape(8, 3)}
+  x = parallel.to_global(batch, mesh)["x"]
+  np.testing.assert_array_equal(np.asarray(x), batch["x"])
+  for shard in x.addressable_shards:
+    np.testing.assert_array_equal(shard.data, batch["x"][shard.index])
