@@ -131,6 +131,12 @@ def _cache_line(stats: dict) -> str:
           f"{stats['requests']} cacheable programs loaded from the cache {stats['dir']}")
 
 
+def _orbax_failures(record) -> bool:
+  """Drops orbax's ERROR logs (tracebacks from its save threads): the loop reports the same
+  failure as one ``error:`` line that quotes orbax's message. ``-v 0`` shows them again."""
+  return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
 def _initialize_distributed() -> None:
   """With --distributed, joins the other processes: exit 2 for bad flags, 3 for a missing peer."""
   # pylint: disable=import-outside-toplevel  # flag errors stay quick: no JAX import before them
@@ -163,6 +169,7 @@ def main(argv: list[str]) -> None:
     fail("--workdir is required, e.g. --workdir=runs/lenet.")
   if not FLAGS["verbosity"].present:  # orbax logs every save at INFO; -v 0 brings it back
     logging.set_verbosity(logging.WARNING)
+    logging.get_absl_handler().addFilter(_orbax_failures)
   _initialize_distributed()
   from cnnjax import errors  # pylint: disable=import-outside-toplevel
   from cnnjax.train import loop  # pylint: disable=import-outside-toplevel

@@ -34,6 +34,7 @@ _WINDOW = "window"  # the metric sums since the last logging step (exact logs af
 
 def manager(directory: str, *, keep: int) -> ocp.CheckpointManager:
   """A CheckpointManager in ``directory`` keeping the ``keep`` most recent checkpoints."""
+  _drop_closed_loop_noise()
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
   return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
@@ -70,19 +71,43 @@ def finish(mgr: ocp.CheckpointManager) -> None:
 
 
 def _save_failed(mgr: ocp.CheckpointManager, step: int | None, error: Exception) -> RunFailed:
-  intact = sorted(s for s in _complete_steps(str(mgr.directory)) if s != step)
+  directory = str(mgr.directory)
+  failed = sorted({int(d.split(".", 1)[0]) for d in os.listdir(directory)
+                   if ".orbax-checkpoint-tmp" in d and d.split(".", 1)[0].isdigit()})
+  which = f"of step {failed[-1]} " if failed else (f"of step {step} " if step is not None else "")
+  intact = [s for s in _complete_steps(directory) if s not in failed]
   kept = f"the checkpoints there are intact up to step {intact[-1]}" if intact else \
       "no checkpoint there is complete"
-  which = f"at step {step} " if step is not None else ""
-  return RunFailed(f"saving a checkpoint {which}in {mgr.directory} failed: {_one_line(error)}; "
+  return RunFailed(f"saving the checkpoint {which}in {directory} failed ({_one_line(error)}); "
                    f"{kept}. Free space (or fix permissions) and rerun the same command.")
 
 
-def _one_line(error: BaseException) -> str:
+def _drop_closed_loop_noise() -> None:
+  """After a failed restore, orbax's other pending reads finish into its closed asyncio loop and
+  each prints an "Event loop is closed" traceback through ``sys.unraisablehook`` (a failed save's
+  pending writes likewise): noise about an error already reported in one line. Filter exactly
+  those; installed once, by the first manager or partial read."""
+  previous = sys.unraisablehook
+  if getattr(previous, "_cnnjax_filter", False):
+    return
+
+  def hook(unraisable):
+    e = unraisable.exc_value
+    if not (isinstance(e, RuntimeError) and str(e) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook._cnnjax_filter = True  # pylint: disable=protected-access
+  sys.unraisablehook = hook
+
+
+def _one_line(error: BaseException, limit: int = 240) -> str:
+  """``Type: first line`` of an error; long tensorstore messages keep their specific end."""
   while error.__cause__ is not None:  # orbax wraps the OSError that says what happened
     error = error.__cause__
-  text = str(error).strip().splitlines()
-  return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+  text = (str(error).strip().splitlines() or [""])[0]
+  if len(text) > limit:  # 'OUT_OF_RANGE: Error reading "x" in ... : <what happened>'
+    text = "...: " + ": ".join(text.split(": ")[-2:])[-limit:]
+  return f"{type(error).__name__}: {text}".rstrip(": ")
 
 
 def _complete_steps(directory: str) -> list[int]:
@@ -151,7 +176,15 @@ def saved_specs(mgr: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
   """The leaves of the train state saved at ``step`` (raises if its metadata can't be read)."""
   path = os.path.join(_step_dir(mgr, step), "state")
   with _quiet():  # orbax warns that the item dir has no step metadata of its own: it never does
-    return leaf_specs(ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree)
+    return leaf_specs(_tree_metadata(path))
+
+
+def _tree_metadata(path: str) -> Any:
+  """The saved tree of shapes and dtypes of the pytree item at ``path``."""
+  meta = ocp.PyTreeCheckpointer().metadata(path).item_metadata
+  if meta is None:
+    raise FileNotFoundError(f"its metadata in {path} is missing or unreadable")
+  return meta.tree
 
 
 @contextlib.contextmanager
@@ -171,7 +204,7 @@ def _restore_step(mgr: ocp.CheckpointManager, step: int, like: Any) -> Restored:
     items[_WINDOW] = ocp.args.JsonRestore()
   restored = mgr.restore(step, args=ocp.args.Composite(**items))
   if not all_finite(restored["state"]):
-    raise FloatingPointError("it holds non-finite values (saved by a run that diverged)")
+    raise FloatingPointError("it holds non-finite values: a diverged run saved it")
   return Restored(step, restored["state"], restored["data"],
                   dict(restored[_WINDOW] or {}) if has_window else {})
 
@@ -199,39 +232,36 @@ def _set_aside(mgr: ocp.CheckpointManager, step: int) -> str:
 
 
 def restore_newest(mgr: ocp.CheckpointManager, like: Any,
-                   check: Callable[[int, dict], None] | None = None,
-                   warn: Callable[[str], None] | None = None) -> Restored | None:
+                   check: Callable[[int, dict], None] | None = None, *,
+                   set_aside: bool = True) -> Restored | None:
   """The newest checkpoint that restores, placed like ``like`` (arrays or ShapeDtypeStructs).
 
   ``check(step, saved_leaf_specs)`` may raise ``UserError`` when the checkpoint doesn't fit
   the config (that is the config's fault: no fallback). A checkpoint that can't be read or
-  holds non-finite values is set aside with one warning line and the next older one is
-  tried; None if there is no checkpoint; ``RunFailed`` if none of them restores."""
-  warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr, flush=True))
+  holds non-finite values gets one warning line, is moved to ``damaged_checkpoints/`` when
+  ``set_aside`` (training: it will save that step again), and the next older one is tried.
+  None if there is no checkpoint; ``RunFailed`` naming each problem if none restores."""
   steps = sorted(mgr.all_steps(), reverse=True)
+  problems = []
   for i, step in enumerate(steps):
     try:
       specs = saved_specs(mgr, step)
-    except Exception as e:  # pylint: disable=broad-except  # unreadable metadata: damaged
-      problem: BaseException | None = e
-    else:
       if check is not None:
         check(step, specs)
-      try:
-        return _restore_step(mgr, step, like)
-      except UserError:
-        raise
-      except Exception as e:  # pylint: disable=broad-except  # truncated, missing, non-finite
-        problem = e
-    moved = _set_aside(mgr, step)
+      return _restore_step(mgr, step, like)
+    except UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # truncated, missing, non-finite
+      problems.append(f"step {step}: {_one_line(e)}")
+    moved = f"moved it to {_set_aside(mgr, step)}; " if set_aside else ""
     older = f"trying step {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
-    warn(f"checkpoint step {step} can't be restored ({_one_line(problem)}); moved it to "
-         f"{moved}; {older}.")
+    print(f"warning: checkpoint step {step} can't be restored ({problems[-1].split(': ', 1)[1]});"
+          f" {moved}{older}.", file=sys.stderr, flush=True)
   if steps:
-    raise RunFailed(f"none of the checkpoints in {mgr.directory} can be restored (steps "
-                    f"{', '.join(map(str, steps))}, now in "
-                    f"{os.path.join(os.path.dirname(str(mgr.directory)), DAMAGED)}); "
-                    "rerun to start afresh, or restore them by hand.")
+    where = f"; they are now in {os.path.join(os.path.dirname(str(mgr.directory)), DAMAGED)}, " \
+        "and a rerun starts afresh" if set_aside else ""
+    raise RunFailed(f"none of the checkpoints in {mgr.directory} can be restored "
+                    f"({'; '.join(problems)}){where}.")
   return None
 
 
@@ -250,6 +280,7 @@ def latest_variables(directory: str) -> dict[str, Any]:
   ckpt_dir = os.path.join(directory, "checkpoints")
   ckpt_dir = os.path.abspath(ckpt_dir if os.path.isdir(ckpt_dir) else directory)
   steps = sorted(ocp.CheckpointManager(ckpt_dir).all_steps(), reverse=True)
+  _drop_closed_loop_noise()
   problems = []
   for step in steps:
     try:
@@ -264,7 +295,7 @@ def latest_variables(directory: str) -> dict[str, Any]:
 def _read_variables(path: str) -> dict[str, Any]:
   checkpointer = ocp.PyTreeCheckpointer()
   with _quiet():
-    meta = checkpointer.metadata(path).item_metadata.tree
+    meta = _tree_metadata(path)
   wanted = {k: meta[k] for k in ("params", "batch_stats") if meta.get(k)}
   # Restore as numpy arrays: valid whatever the device topology that saved it.
   as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)

@@ -166,7 +166,8 @@ def test_no_restorable_checkpoint_is_one_error_naming_the_directory(tmp_path, da
   done = launch(*tiny(tmp_path, data_dir, "--config.num_steps=30",
                       "--config.checkpoint_every_steps=10"))
   line = one_error(done, 3)
-  assert f"none of the checkpoints in {tmp_path}/checkpoints can be restored" in line, line
+  assert f"none of the checkpoints in {tmp_path}/checkpoints can be restored (step 20: " in line
+  assert "metadata" in line and "a rerun starts afresh" in line, line
 
 
 def test_resume_or_eval_with_another_state_structure_is_one_line_and_keeps_config_json(
@@ -209,7 +210,7 @@ def test_eval_of_a_nan_checkpoint_is_an_error_not_a_perfect_score(tmp_path, data
   _nan_params(tmp_path, 10)
   done = launch(*tiny(tmp_path, data_dir, "--config.num_steps=10"), "--mode=eval")
   line = one_error(done, 3)
-  assert "step 10" in line and "not finite" in line, line
+  assert "step 10: FloatingPointError: it holds non-finite values" in line, line
   assert "top1=1.0" not in done.stdout and not (tmp_path / "eval.json").exists()
 
 
@@ -247,11 +248,20 @@ def test_init_from_reads_only_params_and_batch_stats(tmp_path, data_dir):
                        "--config.checkpoint_every_steps=10"))
   assert first.returncode == 0, first.stderr[-2000:]
   data = source / "checkpoints" / "10" / "state" / "ocdbt.process_0" / "d"
-  biggest = max(data.iterdir(), key=lambda p: p.stat().st_size)  # Adam's mu and nu
-  with open(biggest, "r+b") as f:
-    f.truncate(100)
-  with pytest.raises(Exception, match="opt_state"):  # the damage is in the optimizer state
-    read_state(source, 10)
+  for path in sorted(data.iterdir(), key=lambda p: -p.stat().st_size):
+    kept = path.read_bytes()
+    path.write_bytes(kept[:100])
+    try:
+      read_state(source, 10)
+    except Exception:  # pylint: disable=broad-except  # a whole-state restore fails now
+      try:
+        checkpoint.latest_variables(str(source))
+        break  # ... and the params are intact: this file holds only Adam's mu/nu
+      except Exception:  # pylint: disable=broad-except
+        pass
+    path.write_bytes(kept)
+  else:
+    pytest.fail("no data file of the checkpoint holds the optimizer state alone")
   done = launch(*tiny(tmp_path / "target", data_dir, "--config.num_steps=10",
                       f"--config.init_from={source}"))
   assert done.returncode == 0, done.stderr[-2000:]
@@ -279,7 +289,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_older_checkpoints(t
   done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
                         env=env, capture_output=True, text=True, timeout=600, check=False)
   line = one_error(done, 3)
-  assert "saving a checkpoint" in line and "No space left on device" in line, line
+  assert "saving the checkpoint of step 20" in line and "No space left on device" in line, line
   assert "intact up to step 10" in line, line
   assert sorted(int(s) for s in os.listdir(kept) if s.isdigit()) == [10]
   state = read_state(tmp_path, 10, ckpt_dir=kept)

@@ -273,7 +273,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   s = setup(config, workdir, devices)
   with workdir_lib.locked(s.workdir):
     mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
-    restored = resume.restore(s.workdir, config, mgr, abstract_state(s))
+    restored = resume.restore(s.workdir, config, mgr, abstract_state(s), set_aside=False)
     if restored is not None:
       step, state = restored.step, restored.state
     elif config.init_from:

@@ -97,9 +97,12 @@ def mismatch(workdir: str, config: ml_collections.ConfigDict, step: int,
                    "config that wrote it, or a new --workdir.")
 
 
-def restore(workdir: str, config: ml_collections.ConfigDict, mgr, like: Any
-            ) -> checkpoint.Restored | None:
-  """The newest checkpoint in ``mgr`` that fits ``config`` and restores; None if none yet."""
+def restore(workdir: str, config: ml_collections.ConfigDict, mgr, like: Any, *,
+            set_aside: bool = True) -> checkpoint.Restored | None:
+  """The newest checkpoint in ``mgr`` that fits ``config`` and restores; None if none yet.
+
+  Training sets damaged checkpoints aside (it will save those steps again); evaluation only
+  reads."""
   if not mgr.all_steps():
     return None
   check_config(workdir, config)
@@ -110,7 +113,7 @@ def restore(workdir: str, config: ml_collections.ConfigDict, mgr, like: Any
     if differences:
       raise mismatch(workdir, config, step, differences)
 
-  restored = checkpoint.restore_newest(mgr, like, fits)
+  restored = checkpoint.restore_newest(mgr, like, fits, set_aside=set_aside)
   if restored is not None:
     print(f"resuming from step {restored.step} ({mgr.directory}/{restored.step})",
           file=sys.stderr, flush=True)
