@@ -194,3 +194,24 @@ def test_a_missing_peer_is_one_line_and_exit_3(tmp_path):
                        "(missing: 1); check --num_processes/--process_id and that every process "
                        "was started.")
   assert "Traceback" not in done.stderr
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step_and_resumes_exactly(
+    tmp_path, data_dir, runs):
+  workdir = str(tmp_path / "run")
+  procs = start_two(workdir, data_dir)
+  path = os.path.join(workdir, "metrics.jsonl")
+  deadline = time.time() + 300
+  while not (os.path.exists(path) and open(path).read().strip()) and time.time() < deadline:
+    assert all(p.poll() is None for p in procs), open(f"{workdir}_0.log").read()[-2000:]
+    time.sleep(0.02)
+  procs[1].send_signal(signal.SIGTERM)  # a scheduler preempting one host only
+  codes = [p.wait(timeout=300) for p in procs]
+  logs = [open(f"{workdir}_{i}.log").read() for i in range(2)]
+  assert codes == [143, 143], logs[0][-2000:] + logs[1][-2000:]
+  stops = [re.search(r"stopped by SIGTERM at step (\d+)", log).group(1) for log in logs]
+  assert stops[0] == stops[1], stops  # both saved the same step: no one waits on a collective
+  saved = int(stops[0])
+  assert saved < STEPS and os.path.isdir(os.path.join(workdir, "checkpoints", str(saved)))
+  run_two(workdir, data_dir)
+  assert metrics(workdir) == metrics(runs["two"])
