@@ -41,7 +41,7 @@ flags.DEFINE_float("distributed_timeout_s", 300.0, "With --distributed: how long
 FLAGS = flags.FLAGS
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> None:  # 2: cnnjax.errors.EXIT_BAD_INPUT
   """The one way launch.py reports an error: a single line and an exit code (2: bad input)."""
   print(f"error: {message}", file=sys.stderr)
   sys.exit(code)
@@ -184,8 +184,9 @@ def main(argv: list[str]) -> None:
   except errors.Stopped as e:  # SIGTERM/SIGINT: the checkpoint is saved
     print(str(e), file=sys.stderr)
     sys.exit(128 + e.signum)
-  except KeyboardInterrupt:  # Ctrl-C outside training (evaluation, start-up): nothing to save
-    print("interrupted (SIGINT).", file=sys.stderr)
+  except KeyboardInterrupt:  # Ctrl-C outside training, or a second signal before the save
+    print("interrupted: nothing more was saved; the checkpoints are as they were.",
+          file=sys.stderr)
     sys.exit(128 + signal.SIGINT)
   except (errors.RunFailed, OSError) as e:
     fail(str(e), errors.EXIT_RUN_FAILED)

@@ -17,6 +17,7 @@ import dataclasses
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from absl import logging
 
 from cnnjax.errors import RunFailed, UserError
@@ -217,18 +219,26 @@ def all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def _set_aside(mgr: ocp.CheckpointManager, step: int) -> str:
-  """Moves a damaged checkpoint out of the manager's directory (kept, never deleted)."""
-  src = _step_dir(mgr, step)
+def _set_aside(mgr: ocp.CheckpointManager, steps: list[int]) -> str:
+  """Moves damaged checkpoints out of the manager's directory (kept, never deleted); every
+  process waits for the move, then rereads the directory."""
   dst_dir = os.path.join(os.path.dirname(str(mgr.directory)), DAMAGED)
-  dst = os.path.join(dst_dir, str(step))
   if jax.process_index() == 0:
     os.makedirs(dst_dir, exist_ok=True)
-    if os.path.exists(dst):
-      shutil.rmtree(dst)
-    shutil.move(src, dst)
+    for step in steps:
+      dst = os.path.join(dst_dir, str(step))
+      if os.path.exists(dst):  # set aside before: keep both
+        dst = f"{dst}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}"
+      shutil.move(_step_dir(mgr, step), dst)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("cnnjax_set_aside_checkpoints")
   mgr.reload()
-  return dst
+  return dst_dir
+
+
+def _say(line: str) -> None:
+  if jax.process_index() == 0:
+    print(line, file=sys.stderr, flush=True)
 
 
 def restore_newest(mgr: ocp.CheckpointManager, like: Any,
@@ -238,36 +248,41 @@ def restore_newest(mgr: ocp.CheckpointManager, like: Any,
 
   ``check(step, saved_leaf_specs)`` may raise ``UserError`` when the checkpoint doesn't fit
   the config (that is the config's fault: no fallback). A checkpoint that can't be read or
-  holds non-finite values gets one warning line, is moved to ``damaged_checkpoints/`` when
-  ``set_aside`` (training: it will save that step again), and the next older one is tried.
-  None if there is no checkpoint; ``RunFailed`` naming each problem if none restores."""
+  holds non-finite values gets one warning line and the next older one is tried. Once one has
+  restored, the newer ones that failed are moved to ``damaged_checkpoints/`` when
+  ``set_aside`` (training: it will save those steps again). None if there is no checkpoint;
+  ``RunFailed`` naming each problem, moving nothing, if none restores."""
   steps = sorted(mgr.all_steps(), reverse=True)
-  problems = []
+  problems, failed = [], []
   for i, step in enumerate(steps):
     try:
       specs = saved_specs(mgr, step)
       if check is not None:
         check(step, specs)
-      return _restore_step(mgr, step, like)
+      restored = _restore_step(mgr, step, like)
     except UserError:
       raise
     except Exception as e:  # pylint: disable=broad-except  # truncated, missing, non-finite
       problems.append(f"step {step}: {_one_line(e)}")
-    moved = f"moved it to {_set_aside(mgr, step)}; " if set_aside else ""
-    older = f"trying step {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
-    print(f"warning: checkpoint step {step} can't be restored ({problems[-1].split(': ', 1)[1]});"
-          f" {moved}{older}.", file=sys.stderr, flush=True)
+      failed.append(step)
+      older = f"trying step {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
+      _say(f"warning: checkpoint step {step} can't be restored "
+           f"({problems[-1].split(': ', 1)[1]}); {older}.")
+      continue
+    if failed and set_aside:
+      _say(f"warning: moved the damaged checkpoints {', '.join(map(str, failed))} to "
+           f"{_set_aside(mgr, failed)}.")
+    return restored
   if steps:
-    where = f"; they are now in {os.path.join(os.path.dirname(str(mgr.directory)), DAMAGED)}, " \
-        "and a rerun starts afresh" if set_aside else ""
     raise RunFailed(f"none of the checkpoints in {mgr.directory} can be restored "
-                    f"({'; '.join(problems)}){where}.")
+                    f"({'; '.join(problems)}); nothing was moved.")
   return None
 
 
 def restore_latest(mgr: ocp.CheckpointManager, like: Any) -> tuple[int, Any, dict] | None:
-  """(step, state, data state) of the newest restorable checkpoint; None if there is none."""
-  restored = restore_newest(mgr, like)
+  """(step, state, data state) of the newest restorable checkpoint, moving nothing (for
+  readers such as ``cnnjax.inspect``); None if there is none."""
+  restored = restore_newest(mgr, like, set_aside=False)
   return None if restored is None else (restored.step, restored.state, restored.data)
 
 
@@ -284,7 +299,12 @@ def latest_variables(directory: str) -> dict[str, Any]:
   problems = []
   for step in steps:
     try:
-      return _read_variables(os.path.join(ckpt_dir, str(step), "state"))
+      variables = _read_variables(os.path.join(ckpt_dir, str(step), "state"))
+      if not all_finite(variables):
+        raise FloatingPointError("it holds non-finite values: a diverged run saved it")
+      if problems:
+        _say(f"warning: config.init_from: {'; '.join(problems)}; using step {step}.")
+      return variables
     except Exception as e:  # pylint: disable=broad-except  # damaged: try the older one
       problems.append(f"step {step}: {_one_line(e)}")
   if problems:

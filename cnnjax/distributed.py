@@ -16,6 +16,7 @@ Only then is ``jax.distributed.initialize`` called, by processes that all know t
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 
@@ -28,7 +29,7 @@ def check_flags(coordinator: str | None, num_processes: int | None, process_id: 
                 timeout_s: float) -> tuple[str, int] | None:
   """(host, port) of the coordinator; None when all three are left to JAX's auto-detection
   (Slurm, TPU pods). Raises ``UserError`` with one line for anything inconsistent."""
-  if timeout_s <= 0:
+  if not 0 < timeout_s < math.inf:
     raise UserError(f"--distributed_timeout_s={timeout_s:g} must be > 0 (seconds).")
   given = {"--coordinator": coordinator, "--num_processes": num_processes,
            "--process_id": process_id}
@@ -188,6 +189,10 @@ def initialize(coordinator: str | None, num_processes: int | None, process_id: i
   if address is not None:
     rendezvous(*address, num_processes, process_id, timeout_s)
   import jax  # pylint: disable=import-outside-toplevel  # flag errors come before JAX loads
-  jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                             process_id=process_id,
-                             initialization_timeout=max(int(round(timeout_s)), 1))
+  try:
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id,
+                               initialization_timeout=max(int(round(timeout_s)), 1))
+  except ValueError as e:  # nothing to auto-detect (not under Slurm, MPI or on a TPU pod)
+    raise UserError(f"--distributed: {str(e).splitlines()[0]} Give --coordinator, "
+                    "--num_processes and --process_id where JAX can't detect them.") from None

@@ -124,12 +124,15 @@ def main(argv: list[str]) -> None:
   command = _check_command(argv)
   if not FLAGS["verbosity"].present:  # orbax logs every restore at INFO
     logging.set_verbosity(logging.WARNING)
-  from cnnjax.errors import UserError  # pylint: disable=import-outside-toplevel
+  from cnnjax import errors  # pylint: disable=import-outside-toplevel
   _compilation_cache()
   try:
     {"summarize": summarize, "visualize": visualize, "course": course}[command]()
-  except UserError as e:
+  except errors.UserError as e:
     fail(str(e))
+  except errors.RunFailed as e:  # e.g. no checkpoint of the run can be restored
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(errors.EXIT_RUN_FAILED)
 
 
 if __name__ == "__main__":

@@ -81,15 +81,6 @@ def run_config(directory: str) -> ml_collections.ConfigDict:
   return config
 
 
-def _abstract_state(s) -> Any:
-  """The run's TrainState as shapes on one device: a restore target that compiles nothing."""
-  from cnnjax.train import state as state_lib  # pylint: disable=import-outside-toplevel
-  shapes = jax.eval_shape(lambda: state_lib.create(
-      state_lib.init_variables(s.model, jax.random.key(0), s.input_shape), s.tx))
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), shapes)
-
-
 def is_training_run(directory: str) -> bool:
   return all(os.path.exists(os.path.join(directory, f)) for f in ("config.json", "checkpoints"))
 
@@ -102,7 +93,7 @@ def load_training_run(directory: str, data_dir: str | None = None) -> Inspectabl
     config.data.data_dir = data_dir
   s = loop.setup(config, directory, devices=jax.devices()[:1])
   mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
-  restored = checkpoint.restore_latest(mgr, _abstract_state(s))
+  restored = checkpoint.restore_latest(mgr, loop.abstract_state(s))
   mgr.close()
   if restored is None:
     raise UserError(f"no checkpoint in {mgr.directory}; train first.")

@@ -42,14 +42,15 @@ def _keys(seed: int) -> dict[str, jax.Array]:
   return {"init": init, "dropout": dropout}
 
 
-def _fresh_state(s: Setup, key: jax.Array) -> state_lib.TrainState:
-  return state_lib.create(state_lib.init_variables(s.model, key, s.input_shape), s.tx)
+def _fresh_variables(s: Setup, key: jax.Array) -> dict:
+  return state_lib.init_variables(s.model, key, s.input_shape)
 
 
 def abstract_state(s: Setup) -> state_lib.TrainState:
   """The run's TrainState as shapes, replicated on the mesh: a restore target that runs nothing."""
   rep = parallel.replicated(s.mesh)
-  shapes = jax.eval_shape(functools.partial(_fresh_state, s), _keys(s.config.seed)["init"])
+  shapes = jax.eval_shape(lambda key: state_lib.create(_fresh_variables(s, key), s.tx),
+                          _keys(s.config.seed)["init"])
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), shapes)
 
 
@@ -57,7 +58,7 @@ def init_state(s: Setup, loaded: dict | None = None) -> state_lib.TrainState:
   """A fresh TrainState, created directly replicated on the mesh; with ``loaded`` variables
   (from ``config.init_from``) strictly merged into the fresh init."""
   rep = parallel.replicated(s.mesh)
-  variables = jax.jit(lambda key: state_lib.init_variables(s.model, key, s.input_shape),
+  variables = jax.jit(functools.partial(_fresh_variables, s),
                       out_shardings=rep)(_keys(s.config.seed)["init"])
   if loaded is not None:
     variables, skipped = merge.merge(variables, loaded, s.config.init_skip, s.heads)
@@ -151,8 +152,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   Raises ``Stopped`` after saving when SIGTERM/SIGINT arrive, ``RunFailed`` when the run
   diverges or a save fails, ``UserError`` for bad input (nothing written then)."""
   with stopping.StopRequest() as request:
-    s = setup(config, workdir, devices)
-    with workdir_lib.locked(s.workdir):
+    workdir = workdir_lib.prepare(workdir)
+    with workdir_lib.locked(workdir):  # before the data is opened: a second launch fails at once
+      s = setup(config, workdir, devices)
       mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"),
                                keep=config.keep_checkpoints)
       try:
@@ -186,6 +188,9 @@ def _train(s: Setup, mgr, request: stopping.StopRequest) -> dict[str, float]:
   window = {k: np.float32(v) for k, v in restored.window.items()} if restored else {}
   train_fn, eval_fn = compile_steps(s)
   start = int(state.step)
+  if request.signum is not None:  # signalled while starting: nothing trained, nothing to save
+    raise Stopped(f"stopped by {signal.Signals(request.signum).name} before step {start + 1}; "
+                  "nothing new to save. Run the same command again to resume.", request.signum)
   writer = MetricWriter(s.workdir, total_steps=s.plan.total_steps, start_step=start,
                         enabled=jax.process_index() == 0)
   try:
@@ -255,12 +260,14 @@ def _loop(r: _Run, state, start: int, sums) -> dict[str, float]:
 
 def _stop(r: _Run, done: int, state, sums, saved: bool) -> None:
   """Saves at step ``done`` (with the metric window, so the logs resume exactly) and raises."""
+  request = r.agreement.request
+  request.saving = True  # from here on signals are ignored: the save must complete
   if not saved:
     window = {k: float(v) for k, v in jax.device_get(sums or {}).items()}
     _check_finite(r.mgr, done, window)
     checkpoint.save(r.mgr, done, state, r.stream.get_state(), window)
   checkpoint.finish(r.mgr)
-  signum = r.agreement.request.signum
+  signum = request.signum
   raise Stopped(f"stopped by {signal.Signals(signum).name} at step {done}: checkpoint saved in "
                 f"{r.mgr.directory}/{done}; run the same command again to resume.", signum)
 
@@ -269,24 +276,28 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
              devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
   """Evaluates the newest checkpoint in ``workdir`` on the eval split — or, when ``workdir`` has
   none, the weights named by ``config.init_from`` (e.g. converted torchvision weights, with their
-  own preprocessing) — and writes eval.json. The checkpoint must fit the config, as on resume."""
+  own preprocessing) — and writes eval.json (atomically).
+
+  The checkpoint must fit the config as on resume (model keys, then the tree). Evaluation only
+  reads: it takes no lock (a running training can be evaluated) and moves no checkpoint."""
   s = setup(config, workdir, devices)
-  with workdir_lib.locked(s.workdir):
-    mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
-    restored = resume.restore(s.workdir, config, mgr, abstract_state(s), set_aside=False)
-    if restored is not None:
-      step, state = restored.step, restored.state
-    elif config.init_from:
-      step, state = 0, init_state(s, load_init_from(config.init_from))
-    else:
-      raise UserError(f"no checkpoint in {mgr.directory} to evaluate (and no config.init_from); "
-                      "train first.")
-    result = run_eval(s, compile_steps(s)[1], state)
-    for k, v in result.items():
-      if not math.isfinite(v):
-        raise RunFailed(f"{k} is {v}: the weights of step {step} are not finite (a diverged "
-                        "run); evaluate an older checkpoint or retrain.")
-    result = {"step": step, **result}
-    if jax.process_index() == 0:
-      workdir_lib.write_json(os.path.join(s.workdir, "eval.json"), result, indent=2)
+  mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
+  restored = resume.restore(s.workdir, config, mgr, abstract_state(s), keys=resume.MODEL_KEYS,
+                            set_aside=False)
+  if restored is not None:
+    step, state, what = restored.step, restored.state, f"the checkpoint of step {restored.step}"
+  elif config.init_from:
+    step, state = 0, init_state(s, load_init_from(config.init_from))
+    what = f"the weights of config.init_from={config.init_from!r}"
+  else:
+    raise UserError(f"no checkpoint in {mgr.directory} to evaluate (and no config.init_from); "
+                    "train first.")
+  result = run_eval(s, compile_steps(s)[1], state)
+  for k, v in result.items():
+    if not math.isfinite(v):
+      raise RunFailed(f"{k} is {v}: {what} give non-finite outputs on {config.dataset}'s "
+                      f"{config.data.eval_split} split.")
+  result = {"step": step, **result}
+  if jax.process_index() == 0:
+    workdir_lib.write_json(os.path.join(s.workdir, "eval.json"), result, indent=2)
   return result

@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any
 
+import jax
 import ml_collections
 
 from cnnjax import checkpoint
@@ -26,6 +27,9 @@ from cnnjax.errors import UserError
 # split, batch size, seed) and the shape of the train state (model, optimizer, frozen layers).
 RESUME_KEYS = ("model", "model_options", "num_classes", "dataset", "data.train_split",
                "data.train_per_class", "batch_size", "seed", "optimizer.name", "finetune")
+# What evaluating a checkpoint needs to share with the run that wrote it (the tree check then
+# covers the optimizer state): the model; the data order doesn't matter there.
+MODEL_KEYS = ("model", "model_options", "num_classes")
 
 # The config keys each part of the train state depends on (prefixes of dotted keys).
 STATE_KEYS = {
@@ -65,13 +69,14 @@ def _under(key: str, prefixes: tuple[str, ...]) -> bool:
   return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def check_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Refuses to resume with other ``RESUME_KEYS`` than the workdir's ``config.json``."""
+def check_config(workdir: str, config: ml_collections.ConfigDict,
+                 keys: tuple[str, ...] = RESUME_KEYS) -> None:
+  """Refuses to resume with other ``keys`` than the workdir's ``config.json``."""
   old = saved_config(workdir)
   if old is None:
     return
   changed = _changed(old, config)
-  keys = [k for k in RESUME_KEYS if any(_under(c, (k,)) for c in changed)]
+  keys = [k for k in keys if any(_under(c, (k,)) for c in changed)]
   if keys:
     k = next(c for c in changed if _under(c, (keys[0],)))
     before, after = changed[k]
@@ -98,14 +103,15 @@ def mismatch(workdir: str, config: ml_collections.ConfigDict, step: int,
 
 
 def restore(workdir: str, config: ml_collections.ConfigDict, mgr, like: Any, *,
-            set_aside: bool = True) -> checkpoint.Restored | None:
+            keys: tuple[str, ...] = RESUME_KEYS, set_aside: bool = True
+            ) -> checkpoint.Restored | None:
   """The newest checkpoint in ``mgr`` that fits ``config`` and restores; None if none yet.
 
   Training sets damaged checkpoints aside (it will save those steps again); evaluation only
   reads."""
   if not mgr.all_steps():
     return None
-  check_config(workdir, config)
+  check_config(workdir, config, keys)
   expected = checkpoint.leaf_specs(like)
 
   def fits(step: int, saved: dict) -> None:
@@ -114,7 +120,7 @@ def restore(workdir: str, config: ml_collections.ConfigDict, mgr, like: Any, *,
       raise mismatch(workdir, config, step, differences)
 
   restored = checkpoint.restore_newest(mgr, like, fits, set_aside=set_aside)
-  if restored is not None:
+  if restored is not None and jax.process_index() == 0:
     print(f"resuming from step {restored.step} ({mgr.directory}/{restored.step})",
           file=sys.stderr, flush=True)
   return restored

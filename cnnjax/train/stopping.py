@@ -3,8 +3,9 @@
 Schedulers (Slurm, Kubernetes, cloud TPU/GPU VMs) preempt with SIGTERM and Ctrl-C sends SIGINT.
 ``StopRequest`` replaces the default handlers for the duration of a run: a signal only records
 itself, the loop finishes the step it is in, saves a checkpoint at that step and stops. A second
-signal during the save is recorded and ignored, so it can't tear the save (kill -9 still works:
-orbax's saves are atomic).
+signal during that save is ignored, so it can't tear it; a second signal before the save starts
+(a step or a data read that hangs) stops at once, as Ctrl-C does by default (orbax's saves are
+atomic, so that loses nothing either, and kill -9 always works).
 
 With several processes a signal may reach only some of them, and a process that stops alone
 would leave the others waiting in a collective forever. So the flag is all-reduced on the
@@ -16,8 +17,8 @@ was signalled.
 
 from __future__ import annotations
 
+import os
 import signal
-import sys
 import threading
 
 import jax
@@ -34,6 +35,7 @@ class StopRequest:
 
   def __init__(self):
     self.signum: int | None = None
+    self.saving = False  # while True, further signals are ignored (the save must finish)
     self._previous: dict[int, object] = {}
 
   def __enter__(self) -> StopRequest:
@@ -51,9 +53,11 @@ class StopRequest:
     del frame
     if self.signum is None:
       self.signum = signum
-      print(f"{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
-            "(a second signal is ignored until the save is complete).", file=sys.stderr,
-            flush=True)
+      # os.write, not print: the handler may interrupt a write to stderr (tqdm, the writer).
+      os.write(2, f"{signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
+                  "(a second signal before the save starts stops at once).\n".encode())
+    elif not self.saving:  # a hung step or data read: the user insists
+      raise KeyboardInterrupt
 
 
 class Agreement:

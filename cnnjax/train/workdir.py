@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 from cnnjax.errors import UserError
 
@@ -39,24 +41,29 @@ def prepare(workdir: str) -> str:
 
 @contextlib.contextmanager
 def locked(workdir: str) -> Iterator[None]:
-  """Holds ``workdir``'s lock (process 0 only); ``UserError`` naming the holder if taken."""
-  if jax.process_index() != 0:
-    yield
-    return
-  path = os.path.join(workdir, LOCK)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
+  """Holds ``workdir``'s lock (process 0); ``UserError`` naming the holder if it is taken, on
+  every process (so none goes on alone into a collective the others never join)."""
+  fd, holder = None, None
+  if jax.process_index() == 0:
+    fd = os.open(os.path.join(workdir, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f"host {socket.gethostname()}, pid {os.getpid()}\n".encode(), 0)
     except BlockingIOError:
       holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-      raise UserError(f"workdir {workdir!r} is in use by another run ({holder}); wait for it "
-                      "to end, stop it, or use another --workdir.") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"host {socket.gethostname()}, pid {os.getpid()}\n".encode(), 0)
+      os.close(fd)
+  taken = holder is not None
+  if jax.process_count() > 1:
+    taken = bool(multihost_utils.broadcast_one_to_all(np.int32(taken)))
+  if taken:
+    raise UserError(f"workdir {workdir!r} is in use by another run ({holder or 'see process 0'}); "
+                    "wait for it to end, stop it, or use another --workdir.")
+  try:
     yield
   finally:
-    os.close(fd)  # releases the lock
+    if fd is not None:
+      os.close(fd)  # releases the lock
 
 
 def write_json(path: str, value: Any, **kwargs) -> None:

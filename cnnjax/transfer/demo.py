@@ -67,7 +67,15 @@ def main(argv: list[str]) -> None:
     sys.exit(2)
   if not FLAGS["verbosity"].present:  # orbax logs every save at INFO
     logging.set_verbosity(logging.WARNING)
-  results = run(FLAGS.workdir, FLAGS.seeds, FLAGS.per_class, FLAGS.data_dir)
+  from cnnjax import errors  # pylint: disable=import-outside-toplevel
+  try:
+    results = run(FLAGS.workdir, FLAGS.seeds, FLAGS.per_class, FLAGS.data_dir)
+  except errors.Stopped as e:  # the run saved; a rerun resumes it (finished runs only evaluate)
+    print(str(e), file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except (errors.UserError, errors.RunFailed) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2 if isinstance(e, errors.UserError) else errors.EXIT_RUN_FAILED)
   text = table(results)
   with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2, allow_nan=False)
