@@ -132,9 +132,11 @@ def _cache_line(stats: dict) -> str:
 
 
 def _orbax_failures(record) -> bool:
-  """Drops orbax's ERROR logs (tracebacks from its save threads): the loop reports the same
-  failure as one ``error:`` line that quotes orbax's message. ``-v 0`` shows them again."""
-  return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+  """Drops orbax's ERROR logs (tracebacks from its save threads, and asyncio's "Future exception
+  was never retrieved" for its reads left pending by a failed restore): the loop reports the
+  same failure as one line that quotes orbax's message. ``-v 0`` shows them again."""
+  return not (record.levelno >= logging.ERROR and (
+      f"{os.sep}orbax{os.sep}" in record.pathname or record.name == "asyncio"))
 
 
 def _initialize_distributed() -> None:
@@ -184,7 +186,7 @@ def main(argv: list[str]) -> None:
   except errors.Stopped as e:  # SIGTERM/SIGINT: the checkpoint is saved
     print(str(e), file=sys.stderr)
     sys.exit(128 + e.signum)
-  except KeyboardInterrupt:  # Ctrl-C outside training, or a second signal before the save
+  except KeyboardInterrupt:  # Ctrl-C outside training (evaluation, start-up): nothing to save
     print("interrupted: nothing more was saved; the checkpoints are as they were.",
           file=sys.stderr)
     sys.exit(128 + signal.SIGINT)

@@ -261,7 +261,6 @@ def _loop(r: _Run, state, start: int, sums) -> dict[str, float]:
 def _stop(r: _Run, done: int, state, sums, saved: bool) -> None:
   """Saves at step ``done`` (with the metric window, so the logs resume exactly) and raises."""
   request = r.agreement.request
-  request.saving = True  # from here on signals are ignored: the save must complete
   if not saved:
     window = {k: float(v) for k, v in jax.device_get(sums or {}).items()}
     _check_finite(r.mgr, done, window)

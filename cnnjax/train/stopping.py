@@ -2,10 +2,9 @@
 
 Schedulers (Slurm, Kubernetes, cloud TPU/GPU VMs) preempt with SIGTERM and Ctrl-C sends SIGINT.
 ``StopRequest`` replaces the default handlers for the duration of a run: a signal only records
-itself, the loop finishes the step it is in, saves a checkpoint at that step and stops. A second
-signal during that save is ignored, so it can't tear it; a second signal before the save starts
-(a step or a data read that hangs) stops at once, as Ctrl-C does by default (orbax's saves are
-atomic, so that loses nothing either, and kill -9 always works).
+itself, the loop finishes the step it is in, saves a checkpoint at that step and stops. Further
+signals are ignored until then (an impatient second Ctrl-C can't cost the save); kill -9 still
+aborts a hung step at once, and loses nothing saved, as orbax's saves are atomic.
 
 With several processes a signal may reach only some of them, and a process that stops alone
 would leave the others waiting in a collective forever. So the flag is all-reduced on the
@@ -35,7 +34,6 @@ class StopRequest:
 
   def __init__(self):
     self.signum: int | None = None
-    self.saving = False  # while True, further signals are ignored (the save must finish)
     self._previous: dict[int, object] = {}
 
   def __enter__(self) -> StopRequest:
@@ -55,9 +53,7 @@ class StopRequest:
       self.signum = signum
       # os.write, not print: the handler may interrupt a write to stderr (tqdm, the writer).
       os.write(2, f"{signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
-                  "(a second signal before the save starts stops at once).\n".encode())
-    elif not self.saving:  # a hung step or data read: the user insists
-      raise KeyboardInterrupt
+                  "(further signals are ignored until it is saved; kill -9 aborts).\n".encode())
 
 
 class Agreement:
