@@ -188,7 +188,8 @@ def _train(s: Setup, mgr, request: stopping.StopRequest) -> dict[str, float]:
   window = {k: np.float32(v) for k, v in restored.window.items()} if restored else {}
   train_fn, eval_fn = compile_steps(s)
   start = int(state.step)
-  if request.signum is not None:  # signalled while starting: nothing trained, nothing to save
+  if request.signum is not None and jax.process_count() == 1:  # signalled while starting:
+    # nothing trained, nothing to save. (Several processes agree inside the loop instead.)
     raise Stopped(f"stopped by {signal.Signals(request.signum).name} before step {start + 1}; "
                   "nothing new to save. Run the same command again to resume.", request.signum)
   writer = MetricWriter(s.workdir, total_steps=s.plan.total_steps, start_step=start,
@@ -294,8 +295,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   result = run_eval(s, compile_steps(s)[1], state)
   for k, v in result.items():
     if not math.isfinite(v):
-      raise RunFailed(f"{k} is {v}: {what} give non-finite outputs on {config.dataset}'s "
-                      f"{config.data.eval_split} split.")
+      raise RunFailed(f"{k} is {v}: evaluating {what} gives non-finite outputs on "
+                      f"{config.dataset}'s {config.data.eval_split} split.")
   result = {"step": step, **result}
   if jax.process_index() == 0:
     workdir_lib.write_json(os.path.join(s.workdir, "eval.json"), result, indent=2)
