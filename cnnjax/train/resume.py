@@ -1,8 +1,8 @@
 """Resuming a run: the checks that a workdir's checkpoints fit the config, then the restore.
 
 Training and ``--mode=eval`` run the same checks, before anything is written:
-1. the keys that fix the data order and the model (``RESUME_KEYS``) equal those in the
-   workdir's ``config.json``;
+1. the keys that fix the data order and the model (``RESUME_KEYS``; for evaluation only the
+   model's, ``MODEL_KEYS``) equal those in the workdir's ``config.json``;
 2. the newest checkpoint's tree (paths, shapes, dtypes, read from its metadata) equals the
    state this config describes; a difference names the first differing paths and the config
    keys that cause them;
@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import ml_collections
+from flax import traverse_util
 
 from cnnjax import checkpoint
 from cnnjax.errors import UserError
@@ -41,13 +42,9 @@ STATE_KEYS = {
 }
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-  if not isinstance(tree, dict):
-    return {prefix: tree}
-  out = {}
-  for k, v in tree.items():
-    out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
-  return out
+def _flat(tree: dict) -> dict[str, Any]:
+  """A config as JSON → ``{'optimizer.name': ...}``, the dotted keys of ``--config.x=y``."""
+  return traverse_util.flatten_dict(tree, sep=".")
 
 
 def saved_config(workdir: str) -> dict[str, Any] | None:
