@@ -165,6 +165,8 @@ def test_a_two_process_checkpoint_resumes_on_one_process(runs):
     (("--coordinator=127.0.0.1", "--num_processes=2", "--process_id=0"), r"HOST:PORT"),
     (("--coordinator=127.0.0.1:70000", "--num_processes=2", "--process_id=0"), r"1\.\.65535"),
     (("--distributed_timeout_s=0",), r"--distributed_timeout_s=0 must be > 0"),
+    (("--distributed_timeout_s=nan",), r"--distributed_timeout_s=nan must be > 0"),
+    ((), r"--distributed: coordinator_address should be defined\. Give --coordinator"),
 ])
 def test_bad_distributed_flags_are_one_line_and_exit_2(tmp_path, flags, message):
   done = launch(ARGS[0], f"--workdir={tmp_path}", "--distributed", *flags)
