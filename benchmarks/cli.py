@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 from collections.abc import Iterator
 
 from benchmarks.cases import CaseError
-from cnnjax.errors import UserError
-
-USAGE_ERROR = 2
-
-
-def fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(USAGE_ERROR)
+from cnnjax import cli
+from cnnjax.cli import fail, run  # pylint: disable=unused-import  # the benchmarks' entry point
+from cnnjax.errors import EXIT_BAD_INPUT as USAGE_ERROR, UserError
 
 
 @contextlib.contextmanager
@@ -31,11 +25,8 @@ def user_errors() -> Iterator[None]:
 def start(argv: list[str]) -> None:
   """Refuses stray arguments and keeps library INFO logs (JAX's backend probing) off stderr,
   unless ``-v`` was given."""
-  from absl import flags, logging  # pylint: disable=import-outside-toplevel
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value.")
+  cli.quiet_logging()
+  cli.no_arguments(argv)
 
 
 def finite_or_null(value):

@@ -17,7 +17,7 @@ import jax
 import jax.extend
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from benchmarks import cli
 from cnnjax.models import kernels, registry
@@ -105,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -80,7 +80,7 @@ def _setup(case: Case):
   tx = optax.sgd(0.01, momentum=0.9)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   init = jax.jit(lambda k: state_lib.create(
-      state_lib.init_variables(model, k, (1, case.size, case.size, case.channels)), tx),
+      registry.init_variables(model, k, (1, case.size, case.size, case.channels)), tx),
       out_shardings=rep)
   step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, input_fn=lambda x: x),
                  in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=0)

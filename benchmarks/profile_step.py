@@ -26,7 +26,7 @@ if "xla_cpu_enable_xprof_traceme" not in os.environ.get("XLA_FLAGS", ""):
 
 # pylint: disable=wrong-import-position
 import jax
-from absl import app, flags
+from absl import flags
 
 from benchmarks import cases, cli, jax_bench
 
@@ -77,4 +77,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from benchmarks import cases, cli
 
@@ -153,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

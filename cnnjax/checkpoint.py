@@ -28,6 +28,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from absl import logging
 
+from cnnjax import trees
 from cnnjax.errors import RunFailed, UserError
 
 DAMAGED = "damaged_checkpoints"  # beside checkpoints/: what a restore could not use
@@ -125,24 +126,10 @@ def abstract(tree: Any) -> Any:
 
 # ---- comparing a checkpoint's tree with the one the config describes ----
 
-def _path(keys) -> str:
-  """A tree path as ``a/b/0/c``, the same for dataclass fields, dict keys and tuple indices."""
-  parts = []
-  for k in keys:
-    for attr in ("key", "name", "idx"):
-      if hasattr(k, attr):
-        parts.append(str(getattr(k, attr)))
-        break
-    else:
-      parts.append(str(k))
-  return "/".join(parts)
-
-
 def leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
   """``{path: (shape, dtype)}`` of every array leaf of ``tree`` (arrays or their metadata)."""
-  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {_path(p): (tuple(leaf.shape), str(np.dtype(leaf.dtype))) for p, leaf in flat
-          if hasattr(leaf, "shape")}
+  return {p: (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+          for p, leaf in trees.flat(tree).items() if hasattr(leaf, "shape")}
 
 
 def tree_differences(saved: dict, expected: dict) -> list[str]:

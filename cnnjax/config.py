@@ -1,7 +1,10 @@
-"""Experiment configs: loading ``get_config(arg)`` files, checking them, deriving step counts.
+"""Experiment configs: the defaults, loading ``get_config(arg)`` files, checking values,
+deriving step counts.
 
-Only the loop and launch.py read a ConfigDict; everything below them takes explicit arguments.
-Every check here runs before anything is compiled, and each failure is one ``UserError`` line.
+``defaults()`` holds every key cnnjax reads, with its one default; experiment files start from
+it. Only ``cnnjax.train.resolve`` (and the CLIs) read a ConfigDict; everything below takes
+explicit arguments. The checks here need nothing but the config (names of models, optimizers
+and schedules are checked where those live, by ``resolve``); each failure is one ``UserError``.
 """
 
 from __future__ import annotations
@@ -14,25 +17,141 @@ import os
 import re
 import sys
 
+from collections.abc import Mapping
+from typing import Any
+
 import ml_collections
+from ml_collections import ConfigDict, FieldReference
 
-from cnnjax import models
 from cnnjax.errors import UserError
-from cnnjax.train import optim
 
 
-def load(spec: str) -> ml_collections.ConfigDict:
-  """Loads ``path/to/file.py`` or ``path/to/file.py:arg`` (as ``--config`` does)."""
+def none(kind):
+  """A field that defaults to None but can be overridden from the command line."""
+  return FieldReference(None, field_type=kind)
+
+
+def defaults() -> ConfigDict:
+  """Every config key cnnjax reads, with its one default: what experiment files start from.
+
+  Durations are in epochs of the training split (``num_epochs``), or in steps when ``num_steps``
+  is set; schedules are given in epochs and converted to steps in code from the final config, so
+  command-line overrides of the batch size or the duration never leave them stale.
+  """
+  c = ConfigDict()
+  c.seed = 0
+  c.model = "lenet5"
+  # Options passed to cnnjax.models.create; None keeps the model's own default.
+  c.model_options = ConfigDict({
+      "activation": none(str),  # relu | leaky_relu | elu | gelu
+      "negative_slope": none(float),  # leaky ReLU's slope for x < 0
+      "pool": none(str),  # max | avg
+      "dropout": none(float),
+      "dtype": "float32",  # compute precision: float32 | bfloat16
+  })
+  c.num_classes = none(int)  # default: the dataset's number of classes
+
+  c.dataset = "mnist5k"  # embedded: mnist5k, uci_digits; any prepared tfds dataset; folder:/path
+  c.data = ConfigDict({
+      "data_dir": none(str),  # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
+      "train_split": "train",
+      "eval_split": "test",
+      "image_size": none(int),  # default: the data's size, raised to the model's minimum
+      "channels": none(int),  # default: the model's input channels (grey is tiled)
+      # ImageNet-style crops, required for images of varying size (imagenet2012, food101, ...):
+      # train takes a random-resized crop of crop×crop, eval resizes the shorter side to
+      # `resize` (default round(crop / 0.875): 224 → 256) and takes the centre crop.
+      "crop": none(int),
+      "resize": none(int),
+      "max_shift": 0,  # random translation by up to this many pixels
+      "flip": False,  # random left-right flips
+      "train_per_class": none(int),  # few-label training: a seeded stratified subset
+      "val_fraction": 0.2,  # image folders (dataset='folder:/path'): held-out share per class
+      "in_memory": True,  # decode the splits once into memory (skipped above 2 GiB decoded)
+      "num_threads": 2,  # grain reader threads
+  })
+
+  c.batch_size = 128  # global, over all devices and processes
+  c.eval_batch_size = 512  # rounded up to a multiple of the devices; padded and masked
+  c.num_epochs = 10.0
+  c.num_steps = none(int)  # overrides num_epochs when set
+
+  c.optimizer = ConfigDict({
+      "name": "adam",  # sgd | momentum | nesterov | adam | adamw | rmsprop
+      "learning_rate": 1e-3,
+      "momentum": 0.9,
+      "weight_decay": 0.0,
+      "decay_all": False,  # also decay biases and norm scales
+      "b1": 0.9,
+      "b2": 0.999,
+      "eps": 1e-8,
+      "decay": 0.9,  # rmsprop's squared-gradient decay
+      "grad_clip_norm": none(float),
+  })
+  c.schedule = ConfigDict({
+      "name": "cosine",  # constant | cosine | step
+      "warmup_epochs": 0.0,
+      "decay_epochs": (),  # for "step": epochs at which the rate is multiplied by decay_factor
+      "decay_factor": 0.1,
+      "final_lr_fraction": 0.0,  # for "cosine"
+  })
+  c.label_smoothing = 0.0
+
+  # Transfer learning: initialise from a training workdir, a checkpoints directory or converted
+  # weights (python -m cnnjax.transfer); init_skip lists regexes of leaves to keep
+  # fresh ('head' = every num_classes-dependent leaf). Loading is strict otherwise.
+  c.init_from = none(str)
+  c.init_skip = ()
+  c.finetune = ConfigDict({
+      "mode": "full",  # full | linear_probe | freeze
+      "freeze_until": none(str),  # for "freeze": last frozen layer (name prefix)
+      "lr_multipliers": (),  # ('PATTERN:MULT', ...), e.g. ('layer1:0.1',)
+  })
+
+  c.log_every_steps = 50
+  c.eval_every_epochs = 1.0  # 0: evaluate only at the end
+  c.checkpoint_every_steps = 500
+  c.keep_checkpoints = 3
+  return c
+
+
+def with_saved(saved: Mapping[str, Any]) -> ConfigDict:
+  """A run's ``config.json`` over ``defaults()``: keys added since the run keep their defaults,
+  lists become the tuples they were."""
+  config = defaults()
+
+  def merge(into: ConfigDict, values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+      old = into.get(key)
+      if isinstance(value, dict) and isinstance(old, ConfigDict):
+        merge(old, value)
+      else:
+        into[key] = tuple(value) if isinstance(value, list) and isinstance(old, tuple) else value
+
+  merge(config, saved)
+  return config
+
+
+def load(spec: str) -> ConfigDict:
+  """Loads ``path/to/file.py`` or ``path/to/file.py:arg`` (as ``--config`` does).
+
+  While the file runs, the directory above it is importable, so files in ``experiments/`` can
+  share helpers (``from experiments import zoo``), as they do under launch.py."""
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise UserError(f"config file {path!r} does not exist.")
   root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-  if root not in sys.path:
+  added = root not in sys.path
+  if added:
     sys.path.insert(0, root)
-  module_spec = importlib.util.spec_from_file_location("_cnnjax_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  try:
+    module_spec = importlib.util.spec_from_file_location("_cnnjax_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+  finally:
+    if added:
+      sys.path.remove(root)
 
 
 def _get(config: ml_collections.ConfigDict, key: str):
@@ -128,13 +247,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Checks names and ranges; raises ``UserError`` naming the bad key and the valid choices.
 
   Everything here needs only the config, so a bad value fails before any data is read; the
-  checks that need the data's shape are ``check_against_data``.
+  names (model, options, optimizer, schedule) are checked by ``cnnjax.train.resolve``, the checks
+  that need the data's shape by ``check_against_data``.
   """
-  spec = models.get_spec(config.model)
-  models.create(config.model, num_classes=config.num_classes or spec.num_classes,
-                **config.model_options)
-  optim.schedule(config.schedule.name, base_lr=1.0, total_steps=10)
-  optim.optimizer(config.optimizer.name, 1.0)
   for key, (wording, test), optional in RANGES:
     _check_range(key, _get(config, key), wording, test, optional)
   duration = "num_epochs" if config.num_steps is None else "num_steps"

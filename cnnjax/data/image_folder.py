@@ -20,12 +20,12 @@ import numpy as np
 from absl import logging
 
 from cnnjax.data import images
+from cnnjax.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from cnnjax.data.sources import ArraySource, Dataset
 from cnnjax.errors import UserError, unknown
 
 PREFIX = "folder:"  # the proposed ``config.dataset`` spelling: 'folder:/path/to/images'
 SPLITS = ("train", "val", "test", "all")  # "test" is "val", so a default eval_split works
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,13 +115,13 @@ def load_image_folder(path: str, split: str, *, image_size: int = 224, resize: i
                       preprocessing=None) -> Dataset:
   """``split`` ('train', 'val' (= 'test'), 'all') of an image folder as an in-memory Dataset.
 
-  With ``preprocessing`` (a ``cnnjax.transfer.preprocessing.Preprocessing``, e.g. from
+  With ``preprocessing`` (a ``cnnjax.data.preprocessing.Preprocessing``, e.g. from
   ``load_pretrained``) its crop, resize, interpolation and (effective) mean/std are used and
   ``image_size`` / ``resize`` are ignored; without it images are resized to ``resize``
   (default ``image_size``), cropped to ``image_size`` and normalised with ImageNet's statistics.
   Unreadable files are skipped; their number is logged (``read_split`` returns them).
   """
-  mean, std = IMAGENET_STATS
+  mean, std = IMAGENET_MEAN, IMAGENET_STD
   interpolation = "bilinear"
   if preprocessing is not None:
     image_size, resize = preprocessing.crop, preprocessing.resize

@@ -160,7 +160,3 @@ def eval_batches(dataset: Dataset, *, global_batch: int, rows: np.ndarray | None
 
   ds = grain.MapDataset.range(-(-n // global_batch)).map(load)
   return iter(ds.to_iter_dataset(_read_options(num_threads)))
-
-
-def steps_per_epoch(dataset: Dataset, global_batch: int) -> float:
-  return len(dataset) / global_batch

@@ -1,6 +1,6 @@
 """Prepares a tfds dataset in the array_record format that training reads.
 
-  python -m cnnjax.data.prepare cifar10 [--data_dir=DIR] [--manual_dir=DIR]
+  python -m cnnjax.data cifar10 [--data_dir=DIR] [--manual_dir=DIR]
 
 This is the only step that needs TensorFlow (``pip install tensorflow``) and, for most
 datasets, network access; training reads the prepared files without either. ImageNet
@@ -9,16 +9,6 @@ The embedded datasets (mnist5k, uci_digits) need no preparation.
 """
 
 from __future__ import annotations
-
-import importlib.util
-import sys
-
-from absl import app, flags
-
-flags.DEFINE_string("data_dir", None, "tfds data dir (default: $TFDS_DATA_DIR or "
-                    "~/tensorflow_datasets).")
-flags.DEFINE_string("manual_dir", None, "Where manually downloaded archives are (imagenet2012).")
-FLAGS = flags.FLAGS
 
 
 def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = None) -> str:
@@ -31,23 +21,3 @@ def prepare(name: str, data_dir: str | None = None, manual_dir: str | None = Non
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   builder.download_and_prepare(file_format="array_record", download_config=config)
   return builder.data_dir
-
-
-def main(argv: list[str]) -> None:
-  if len(argv) != 2:
-    print("error: name one dataset, e.g. python -m cnnjax.data.prepare cifar10", file=sys.stderr)
-    sys.exit(2)
-  if importlib.util.find_spec("tensorflow") is None:
-    print("error: preparing a tfds dataset needs TensorFlow: pip install tensorflow "
-          "(training does not).", file=sys.stderr)
-    sys.exit(2)
-  from cnnjax.errors import UserError  # pylint: disable=import-outside-toplevel
-  try:
-    print(prepare(argv[1], FLAGS.data_dir, FLAGS.manual_dir))
-  except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-
-
-if __name__ == "__main__":
-  app.run(main)

@@ -2,7 +2,7 @@
 
 The embedded datasets (``mnist5k``, ``uci_digits``) are built on first use, offline. Any other
 tfds dataset must already be prepared in ``data_dir`` in the array_record format (preparing the
-standard ones needs TensorFlow and network access: see ``python -m cnnjax.data.prepare``);
+standard ones needs TensorFlow and network access: see ``python -m cnnjax.data``);
 reading it never imports TensorFlow.
 
 Images of no fixed size (``imagenet2012``, ``food101``, ...: tfds ``Image`` features of shape
@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from cnnjax.data import builders
+from cnnjax.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from cnnjax.errors import UserError, unknown
 
 # Per-channel mean and std of the training images in [0, 1], for normalisation on device.
@@ -34,7 +35,7 @@ STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "uci_digits": ((0.3061,), (0.3779,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "imagenet2012": (IMAGENET_MEAN, IMAGENET_STD),
 }
 DEFAULT_STATS = ((0.5,), (0.5,))
 MAX_IN_MEMORY_BYTES = 2 * 2**30  # in_memory() refuses splits larger than this, decoded
@@ -202,7 +203,7 @@ def load(name: str, split: str, data_dir: str | None = None, *, crop: int | None
       raise UserError(f"can't read split {split!r} of {name}: "
                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     raise UserError(f"dataset {name!r} is not prepared in {data_dir} (array_record format). "
-                    f"Prepare it with: python -m cnnjax.data.prepare {name} "
+                    f"Prepare it with: python -m cnnjax.data {name} "
                     f"--data_dir={data_dir}") from None
   image_key, label_key = _supervised_keys(builder)
   stored = _stored_shape(name, builder.info.features[image_key].shape)

@@ -12,9 +12,11 @@ Bad input ends with one line ``error: ...`` on stderr and exit code 2, as launch
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import flags
+
+from cnnjax import cli
+from cnnjax.cli import fail
 
 COMMANDS = ("summarize", "visualize", "course")
 
@@ -51,19 +53,6 @@ OWN = {
                   "gradcam_layer", "seed", "steps", "max_channels", "top_k", "num_images"},
     "course": set(),
 }
-
-
-def fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    fail(str(e).splitlines()[0])
-  return []
 
 
 def _check_command(argv: list[str]) -> str:
@@ -113,27 +102,13 @@ def course() -> None:
   print(course_lib.report())
 
 
-def _compilation_cache() -> None:
-  import jax  # pylint: disable=import-outside-toplevel
-  cache = os.environ.get("CNNJAX_CACHE", os.path.expanduser("~/.cache/cnnjax/jax"))
-  jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
 def main(argv: list[str]) -> None:
   command = _check_command(argv)
-  if not FLAGS["verbosity"].present:  # orbax logs every restore at INFO
-    logging.set_verbosity(logging.WARNING)
-  from cnnjax import errors  # pylint: disable=import-outside-toplevel
-  _compilation_cache()
-  try:
+  cli.quiet_logging()
+  cli.compilation_cache()
+  with cli.reported():  # e.g. exit 3 when no checkpoint of the run can be restored
     {"summarize": summarize, "visualize": visualize, "course": course}[command]()
-  except errors.UserError as e:
-    fail(str(e))
-  except errors.RunFailed as e:  # e.g. no checkpoint of the run can be restored
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(errors.EXIT_RUN_FAILED)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main)

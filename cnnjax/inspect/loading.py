@@ -3,12 +3,13 @@
 A directory becomes an ``Inspectable`` through the first loader in ``LOADERS`` that recognises
 it:
 
-* a training run (``config.json`` + ``checkpoints/``): the config rebuilds the model, the input
-  transform and the evaluation split as the loop does (keys added to ``experiments/base.py``
-  since the run keep their defaults), and the newest checkpoint fills the variables;
+* a training run (``config.json`` + ``checkpoints/``): its config, resolved as training resolves
+  it (``cnnjax.train.resolve``; keys added to ``cnnjax.config.defaults()`` since the run keep
+  their defaults), rebuilds the model, the input transform and the evaluation split, and the
+  newest checkpoint fills the variables;
 * a pretrained-weights directory (``pretrained.json`` + ``variables/``, written by
-  ``python -m cnnjax.convert_torchvision``): ``transfer.pretrained.load_pretrained`` gives the
-  model, variables and preprocessing; it has no dataset of its own.
+  ``python -m cnnjax.transfer``): ``transfer.pretrained.load_pretrained`` gives the model,
+  variables and preprocessing; it has no dataset of its own.
 
 Another source plugs in as one more ``(recognises, load)`` entry returning the same record.
 """
@@ -30,9 +31,8 @@ from flax import linen as nn
 from cnnjax import checkpoint, config as config_lib
 from cnnjax.data import sources, transforms
 from cnnjax.errors import UserError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BASE_CONFIG = os.path.join(ROOT, "experiments", "base.py")
+from cnnjax.train import loop, resolve
+from cnnjax.transfer import pretrained
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,23 +62,10 @@ class Inspectable:
   origin: str
 
 
-def _merge(base: ml_collections.ConfigDict, saved: dict) -> None:
-  """``saved`` (a run's config.json) over ``base``'s defaults, in place."""
-  for key, value in saved.items():
-    if isinstance(value, dict) and isinstance(base.get(key), ml_collections.ConfigDict):
-      _merge(base[key], value)
-    else:
-      old = base.get(key)
-      base[key] = tuple(value) if isinstance(value, list) and isinstance(old, tuple) else value
-
-
 def run_config(directory: str) -> ml_collections.ConfigDict:
+  """The config of the run in ``directory``: its config.json over today's defaults."""
   with open(os.path.join(directory, "config.json")) as f:
-    saved = json.load(f)
-  config = config_lib.load(BASE_CONFIG) if os.path.isfile(BASE_CONFIG) else (
-      ml_collections.ConfigDict())
-  _merge(config, saved)
-  return config
+    return config_lib.with_saved(json.load(f))
 
 
 def is_training_run(directory: str) -> bool:
@@ -87,12 +74,11 @@ def is_training_run(directory: str) -> bool:
 
 def load_training_run(directory: str, data_dir: str | None = None) -> Inspectable:
   """The newest checkpoint of a ``launch.py`` run, rebuilt from its ``config.json``."""
-  from cnnjax.train import loop  # pylint: disable=import-outside-toplevel  # heavy; CLI only
   config = run_config(directory)
   if data_dir is not None:
     config.data.data_dir = data_dir
-  s = loop.setup(config, directory, devices=jax.devices()[:1])
-  mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
+  s = resolve.resolve(config, devices=jax.devices()[:1])
+  mgr = checkpoint.manager(os.path.join(directory, "checkpoints"), keep=s.options.keep_checkpoints)
   restored = checkpoint.restore_latest(mgr, loop.abstract_state(s))
   mgr.close()
   if restored is None:
@@ -101,22 +87,20 @@ def load_training_run(directory: str, data_dir: str | None = None) -> Inspectabl
   size, channels = s.input_shape[1], s.input_shape[3]
   display = functools.partial(transforms.to_model_input, size=size, channels=channels,
                               mean=(0.0,), std=(1.0,))
-  return Inspectable(name=config.model, model=s.model,
+  return Inspectable(name=s.name, model=s.model,
                      variables=jax.device_get(state.variables()),
                      input_shape=tuple(s.input_shape[1:]), preprocess=s.input_fn,
                      display=display, dataset=s.eval_data,
-                     origin=f"{config.model}, step {step}")
+                     origin=f"{s.name}, step {step}")
 
 
 def is_pretrained(directory: str) -> bool:
-  from cnnjax.transfer import pretrained  # pylint: disable=import-outside-toplevel
   return os.path.isfile(os.path.join(directory, pretrained.INFO))
 
 
-def load_pretrained(directory: str, data_dir: str | None = None) -> Inspectable:
-  """A ``convert_torchvision`` directory: weights plus the preprocessing they expect."""
+def load_weights_dir(directory: str, data_dir: str | None = None) -> Inspectable:
+  """A converted-weights directory: weights plus the preprocessing they expect."""
   del data_dir  # no dataset of its own
-  from cnnjax.transfer import pretrained  # pylint: disable=import-outside-toplevel
   info = pretrained.read_info(directory)
   model, variables, prep = pretrained.load_pretrained(directory)
   channels = len(prep.mean)
@@ -129,7 +113,7 @@ def load_pretrained(directory: str, data_dir: str | None = None) -> Inspectable:
 # name -> (recognises directory, load(directory, data_dir)); tried in order.
 LOADERS: dict[str, tuple[Callable[[str], bool], Callable[..., Inspectable]]] = {
     "training run (config.json + checkpoints/)": (is_training_run, load_training_run),
-    "pretrained weights (pretrained.json)": (is_pretrained, load_pretrained),
+    "pretrained weights (pretrained.json)": (is_pretrained, load_weights_dir),
 }
 
 

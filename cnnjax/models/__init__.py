@@ -17,7 +17,9 @@ The contract every registered model keeps:
   convolutions pad explicitly and symmetrically, so torchvision weights reproduce its numbers.
 """
 
-from cnnjax.models.registry import create, get_spec, names, options
+from cnnjax.models.registry import (abstract_variables, check_options, create, get_spec,
+                                    init_variables, names, options)
 from cnnjax.models.spec import ModelSpec
 
-__all__ = ["ModelSpec", "create", "get_spec", "names", "options"]
+__all__ = ["ModelSpec", "abstract_variables", "check_options", "create", "get_spec",
+           "init_variables", "names", "options"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -63,6 +64,15 @@ def _resolve_dtype(value: Any) -> Any:
   return value
 
 
+def check_options(name: str, **opts: Any) -> None:
+  """Raises ``UserError`` for an unknown model or an option it doesn't take (None: unset)."""
+  valid = options(name)
+  bad = sorted(k for k, v in opts.items() if k not in valid and v is not None)
+  if bad:
+    raise UserError(f"model {name!r} takes no option {bad[0]!r}. "
+                    f"Valid options: {', '.join(sorted(valid))}.")
+
+
 def create(name: str, *, num_classes: int | None = None, **opts: Any) -> nn.Module:
   """Builds the registered model ``name`` as a ``flax.linen.Module``.
 
@@ -73,14 +83,23 @@ def create(name: str, *, num_classes: int | None = None, **opts: Any) -> nn.Modu
       keeps the model's default, so configs can list options without overriding them.
   """
   spec = get_spec(name)
-  valid = options(name)
-  bad = sorted(k for k, v in opts.items() if k not in valid and v is not None)
-  if bad:
-    raise UserError(f"model {name!r} takes no option {bad[0]!r}. "
-                    f"Valid options: {', '.join(sorted(valid))}.")
+  check_options(name, **opts)
   kwargs = {k: v for k, v in opts.items() if v is not None}
   if "dtype" in kwargs:
     kwargs["dtype"] = _resolve_dtype(kwargs["dtype"])
   if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
     raise UserError(f"num_classes must be a positive integer, got {num_classes!r}.")
   return spec.module(num_classes=num_classes or spec.num_classes, **spec.fixed, **kwargs)
+
+
+def init_variables(model: nn.Module, key: jax.Array, input_shape: tuple[int, ...]) -> dict:
+  """Fresh variables of ``model`` for inputs of ``input_shape`` (batch dimension included)."""
+  params_key, dropout_key = jax.random.split(key)
+  return model.init({"params": params_key, "dropout": dropout_key},
+                    jnp.zeros(input_shape, jnp.float32), train=False)
+
+
+def abstract_variables(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+  """``init_variables``'s shapes and dtypes (``jax.ShapeDtypeStruct``s): traced, nothing is
+  computed or allocated."""
+  return jax.eval_shape(lambda: init_variables(model, jax.random.key(0), input_shape))

@@ -1,8 +1,8 @@
-"""The training loop and evaluation: the one place that reads the config.
+"""The training loop and evaluation, over a resolved ``Run`` (``cnnjax.train.resolve``).
 
-``train(config, workdir)`` sets everything up (and checks it) before compiling, takes the
-workdir's lock, resumes from the newest checkpoint in ``workdir/checkpoints`` that fits the config
-and restores, and trains to the end of the plan. Faults never lose work or report a wrong number:
+``train(config, workdir)`` takes the workdir's lock, resolves the config (every check before
+anything compiles), resumes from the newest checkpoint in ``workdir/checkpoints`` that fits and
+restores, and trains to the end of the plan. Faults never lose work or report a wrong number:
 a diverged run stops before it saves a non-finite state (``RunFailed``), SIGTERM/SIGINT save a
 checkpoint at the step they interrupt (``Stopped``), a failed save is caught at the next step.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import math
 import os
 import signal
@@ -26,12 +25,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cnnjax import checkpoint, parallel
+from cnnjax import checkpoint, models, parallel
 from cnnjax.data import pipeline
 from cnnjax.errors import RunFailed, Stopped, UserError
 from cnnjax.train import metrics, plots, resume, state as state_lib, step as step_lib
 from cnnjax.train import stopping, workdir as workdir_lib
-from cnnjax.train.resolve import Setup, setup
+from cnnjax.train.resolve import Run, resolve
 from cnnjax.train.writers import MetricWriter
 from cnnjax.transfer import merge, pretrained
 
@@ -42,33 +41,29 @@ def _keys(seed: int) -> dict[str, jax.Array]:
   return {"init": init, "dropout": dropout}
 
 
-def _fresh_variables(s: Setup, key: jax.Array) -> dict:
-  return state_lib.init_variables(s.model, key, s.input_shape)
-
-
-def abstract_state(s: Setup) -> state_lib.TrainState:
-  """The run's TrainState as shapes, replicated on the mesh: a restore target that runs nothing."""
+def abstract_state(s: Run) -> state_lib.TrainState:
+  """The run's TrainState as shapes, replicated on the mesh: a restore target that runs nothing
+  (from the variables' shapes the run was resolved with)."""
   rep = parallel.replicated(s.mesh)
-  shapes = jax.eval_shape(lambda key: state_lib.create(_fresh_variables(s, key), s.tx),
-                          _keys(s.config.seed)["init"])
+  shapes = jax.eval_shape(lambda v: state_lib.create(v, s.tx), s.variables)
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), shapes)
 
 
-def init_state(s: Setup, loaded: dict | None = None) -> state_lib.TrainState:
+def init_state(s: Run, loaded: dict | None = None) -> state_lib.TrainState:
   """A fresh TrainState, created directly replicated on the mesh; with ``loaded`` variables
   (from ``config.init_from``) strictly merged into the fresh init."""
   rep = parallel.replicated(s.mesh)
-  variables = jax.jit(functools.partial(_fresh_variables, s),
-                      out_shardings=rep)(_keys(s.config.seed)["init"])
+  fresh = functools.partial(models.init_variables, s.model, input_shape=s.input_shape)
+  variables = jax.jit(fresh, out_shardings=rep)(_keys(s.options.seed)["init"])
   if loaded is not None:
-    variables, skipped = merge.merge(variables, loaded, s.config.init_skip, s.heads)
-    logging.info("initialised from %s; kept fresh: %s", s.config.init_from, skipped)
+    variables, skipped = merge.merge(variables, loaded, s.options.init_skip, s.heads)
+    logging.info("initialised from %s; kept fresh: %s", s.options.init_from, skipped)
     variables = parallel.replicate(variables, s.mesh)
   return jax.jit(lambda v: state_lib.create(v, s.tx), out_shardings=rep)(variables)
 
 
 def load_init_from(path: str) -> dict:
-  """Variables to start from: converted weights (``python -m cnnjax.convert_torchvision``),
+  """Variables to start from: converted weights (``python -m cnnjax.transfer``),
   or a training workdir or checkpoints dir (its newest step)."""
   if not os.path.isdir(path):
     raise UserError(f"config.init_from={path!r} is not a directory.")
@@ -89,14 +84,13 @@ def _checked_train_step(state, batch, key, **kwargs):
   return state, {**sums, NONFINITE: 1.0 - checkpoint.all_finite(state).astype(jnp.float32)}
 
 
-def compile_steps(s: Setup):
+def compile_steps(s: Run):
   """The jitted train and eval steps: batch sharded over ``data``, state replicated."""
   rep, data = parallel.replicated(s.mesh), parallel.batch_sharding(s.mesh)
   train = functools.partial(_checked_train_step, model=s.model, tx=s.tx, input_fn=s.input_fn,
-                            label_smoothing=s.config.label_smoothing,
+                            label_smoothing=s.options.label_smoothing,
                             aux_loss_weight=s.spec.aux_loss_weight,
-                            train_mode=s.config.finetune.mode != "linear_probe",
-                            frozen=s.frozen)
+                            train_mode=s.options.train_mode, frozen=s.frozen)
   evaluate = functools.partial(step_lib.eval_step, model=s.model, input_fn=s.input_fn)
   train = jax.jit(train, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
                   donate_argnums=0)
@@ -104,25 +98,24 @@ def compile_steps(s: Setup):
   return train, evaluate
 
 
-def run_eval(s: Setup, eval_fn, state) -> dict[str, float]:
+def run_eval(s: Run, eval_fn, state) -> dict[str, float]:
   """Metrics over every evaluation example exactly once."""
   sums, n = None, s.mesh.devices.size
   # Evaluation pads and masks anyway, so its batch is rounded up to a multiple of the devices.
-  global_batch = -(-s.config.eval_batch_size // n) * n
+  global_batch = -(-s.options.eval_batch_size // n) * n
   batches = pipeline.eval_batches(s.eval_data, global_batch=global_batch,
                                   rows=parallel.process_rows(s.mesh, global_batch),
-                                  num_threads=s.config.data.num_threads)
+                                  num_threads=s.options.num_threads)
   for batch in batches:
     sums = metrics.add(sums, eval_fn(state, parallel.to_global(batch, s.mesh)))
   return metrics.finalize(jax.device_get(sums), "eval")
 
 
-def _write_config(s: Setup) -> None:
+def _write_config(s: Run, workdir: str) -> None:
   """config.json, atomically, once the restore has succeeded (so a refused resume keeps it)."""
   if jax.process_index() == 0:
     try:
-      value = json.loads(s.config.to_json_best_effort())
-      workdir_lib.write_json(os.path.join(s.workdir, "config.json"), value, indent=2,
+      workdir_lib.write_json(os.path.join(workdir, "config.json"), s.config, indent=2,
                              sort_keys=True)
     except ValueError as e:
       raise UserError(f"the config holds a value JSON can't store: {e}") from None
@@ -154,35 +147,33 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   with stopping.StopRequest() as request:
     workdir = workdir_lib.prepare(workdir)
     with workdir_lib.locked(workdir):  # before the data is opened: a second launch fails at once
-      s = setup(config, workdir, devices)
-      mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"),
-                               keep=config.keep_checkpoints)
+      s = resolve(config, devices)
+      mgr = checkpoint.manager(os.path.join(workdir, "checkpoints"),
+                               keep=s.options.keep_checkpoints)
       try:
-        final = _train(s, mgr, request)
+        final = _train(s, workdir, mgr, request)
       except BaseException:
         with contextlib.suppress(Exception):  # the error in hand is the one to report
           mgr.wait_until_finished()
         raise
       checkpoint.finish(mgr)
   if jax.process_index() == 0:
-    plots.curves(os.path.join(s.workdir, "metrics.jsonl"), os.path.join(s.workdir, "curves.png"),
-                 title=config.model)
+    plots.curves(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "curves.png"),
+                 title=s.name)
   return final
 
 
-def _train(s: Setup, mgr, request: stopping.StopRequest) -> dict[str, float]:
-  config = s.config
-  restored = resume.restore(s.workdir, config, mgr, abstract_state(s))
+def _train(s: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[str, float]:
+  o = s.options
+  restored = resume.restore(workdir, s.config, mgr, abstract_state(s))
   if restored is None:
-    state = init_state(s, load_init_from(config.init_from) if config.init_from else None)
+    state = init_state(s, load_init_from(o.init_from) if o.init_from else None)
   else:
     state = restored.state
-  _write_config(s)
+  _write_config(s, workdir)
   stream = pipeline.train_stream(
-      s.train_data, global_batch=config.batch_size, seed=config.seed,
-      max_shift=config.data.max_shift, flip=config.data.flip,
-      rows=parallel.process_rows(s.mesh, config.batch_size),
-      num_threads=config.data.num_threads)
+      s.train_data, global_batch=o.batch_size, seed=o.seed, max_shift=o.max_shift, flip=o.flip,
+      rows=parallel.process_rows(s.mesh, o.batch_size), num_threads=o.num_threads)
   if restored is not None:
     stream.set_state(restored.data)
   window = {k: np.float32(v) for k, v in restored.window.items()} if restored else {}
@@ -192,20 +183,20 @@ def _train(s: Setup, mgr, request: stopping.StopRequest) -> dict[str, float]:
     # nothing trained, nothing to save. (Several processes agree inside the loop instead.)
     raise Stopped(f"stopped by {signal.Signals(request.signum).name} before step {start + 1}; "
                   "nothing new to save. Run the same command again to resume.", request.signum)
-  writer = MetricWriter(s.workdir, total_steps=s.plan.total_steps, start_step=start,
+  writer = MetricWriter(workdir, total_steps=s.plan.total_steps, start_step=start,
                         enabled=jax.process_index() == 0)
   try:
-    return _loop(_Run(s, train_fn, eval_fn, stream, writer, mgr,
-                      stopping.Agreement(request, s.mesh)), state, start, window or None)
+    return _loop(_Loop(s, train_fn, eval_fn, stream, writer, mgr,
+                       stopping.Agreement(request, s.mesh)), state, start, window or None)
   finally:
     writer.close()
 
 
 @dataclasses.dataclass
-class _Run:
+class _Loop:
   """What the loop works with besides the state."""
 
-  s: Setup
+  s: Run
   train_fn: Any
   eval_fn: Any
   stream: Any
@@ -214,12 +205,12 @@ class _Run:
   agreement: stopping.Agreement
 
 
-def _loop(r: _Run, state, start: int, sums) -> dict[str, float]:
-  config, plan, mgr = r.s.config, r.s.plan, r.mgr
+def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
+  o, plan, mgr = r.s.options, r.s.plan, r.mgr
   total = plan.total_steps
   if start >= total:  # already finished: report the final metrics again
     return run_eval(r.s, r.eval_fn, state)
-  dropout_key, final = _keys(config.seed)["dropout"], {}
+  dropout_key, final = _keys(o.seed)["dropout"], {}
   tick, tick_step = time.monotonic(), start
   for step in range(start, total):
     state, batch_sums = r.train_fn(state, parallel.to_global(next(r.stream), r.s.mesh),
@@ -229,14 +220,14 @@ def _loop(r: _Run, state, start: int, sums) -> dict[str, float]:
       jax.block_until_ready(sums)
       tick, tick_step = time.monotonic(), done
     paused = saved = False
-    if done % config.log_every_steps == 0 or done == total:
+    if done % o.log_every_steps == 0 or done == total:
       host = jax.device_get(sums)
       _check_finite(mgr, done, {k: float(v) for k, v in host.items()})
       host.pop(NONFINITE)
       scalars = metrics.finalize(host, "train")
       now = time.monotonic()
       if done > tick_step:
-        scalars["train/images_per_sec"] = (done - tick_step) * config.batch_size / (now - tick)
+        scalars["train/images_per_sec"] = (done - tick_step) * o.batch_size / (now - tick)
       scalars["train/learning_rate"] = float(r.s.schedule(step))
       r.writer.write(done, scalars)
       r.writer.progress(done, loss=scalars["train/loss"],
@@ -248,7 +239,7 @@ def _loop(r: _Run, state, start: int, sums) -> dict[str, float]:
       _check_finite(mgr, done, final)
       r.writer.write(done, final)
       paused = True
-    if done == total or done % config.checkpoint_every_steps == 0:
+    if done == total or done % o.checkpoint_every_steps == 0:
       checkpoint.save(mgr, done, state, r.stream.get_state())
       paused = saved = True
     checkpoint.check_saves(mgr)
@@ -259,7 +250,7 @@ def _loop(r: _Run, state, start: int, sums) -> dict[str, float]:
   return final
 
 
-def _stop(r: _Run, done: int, state, sums, saved: bool) -> None:
+def _stop(r: _Loop, done: int, state, sums, saved: bool) -> None:
   """Saves at step ``done`` (with the metric window, so the logs resume exactly) and raises."""
   request = r.agreement.request
   if not saved:
@@ -280,15 +271,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   The checkpoint must fit the config as on resume (model keys, then the tree). Evaluation only
   reads: it takes no lock (a running training can be evaluated) and moves no checkpoint."""
-  s = setup(config, workdir, devices)
-  mgr = checkpoint.manager(os.path.join(s.workdir, "checkpoints"), keep=config.keep_checkpoints)
-  restored = resume.restore(s.workdir, config, mgr, abstract_state(s), keys=resume.MODEL_KEYS,
+  s = resolve(config, devices)
+  workdir = workdir_lib.prepare(workdir)
+  mgr = checkpoint.manager(os.path.join(workdir, "checkpoints"), keep=s.options.keep_checkpoints)
+  restored = resume.restore(workdir, s.config, mgr, abstract_state(s), keys=resume.MODEL_KEYS,
                             set_aside=False)
+  init_from = s.options.init_from
   if restored is not None:
     step, state, what = restored.step, restored.state, f"the checkpoint of step {restored.step}"
-  elif config.init_from:
-    step, state = 0, init_state(s, load_init_from(config.init_from))
-    what = f"the weights of config.init_from={config.init_from!r}"
+  elif init_from:
+    step, state = 0, init_state(s, load_init_from(init_from))
+    what = f"the weights of config.init_from={init_from!r}"
   else:
     raise UserError(f"no checkpoint in {mgr.directory} to evaluate (and no config.init_from); "
                     "train first.")
@@ -296,8 +289,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   for k, v in result.items():
     if not math.isfinite(v):
       raise RunFailed(f"{k} is {v}: evaluating {what} gives non-finite outputs on "
-                      f"{config.dataset}'s {config.data.eval_split} split.")
+                      f"{s.dataset}'s {s.eval_data.split} split.")
   result = {"step": step, **result}
   if jax.process_index() == 0:
-    workdir_lib.write_json(os.path.join(s.workdir, "eval.json"), result, indent=2)
+    workdir_lib.write_json(os.path.join(workdir, "eval.json"), result, indent=2)
   return result

@@ -53,15 +53,13 @@ def _kernels_only(params):
 
 def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, momentum: float = 0.9,
               weight_decay: float = 0.0, decay_all: bool = False, b1: float = 0.9,
-              b2: float = 0.999, eps: float = 1e-8, decay: float = 0.9,
-              grad_clip_norm: float | None = None) -> optax.GradientTransformation:
+              b2: float = 0.999, eps: float = 1e-8, decay: float = 0.9
+              ) -> optax.GradientTransformation:
   """The optax optimizer ``name``; see the module docstring for weight decay."""
   if name not in OPTIMIZERS:
     raise unknown("optimizer", name, OPTIMIZERS)
   mask = None if decay_all else _kernels_only
   chain = []
-  if grad_clip_norm:
-    chain.append(optax.clip_by_global_norm(grad_clip_norm))
   if name == "adamw":
     chain.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
                              mask=mask))

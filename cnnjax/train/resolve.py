@@ -1,16 +1,19 @@
-"""Turning a config into a checked description of the run, before anything is compiled.
+"""Turning a config into a frozen description of the run, once, before anything is compiled.
 
-``setup(config, workdir)`` validates the config, opens the data splits (prepared for pretrained
-weights' preprocessing when ``config.init_from`` names converted weights), builds the model and
-the optimizer and traces the model's init abstractly: every bad input is one ``UserError``.
+``resolve(config)`` is the one place that reads a ConfigDict. It validates the config, opens
+the data splits (prepared for pretrained weights' preprocessing when ``config.init_from`` names
+converted weights), builds the model and the optimizer once, traces the model's init abstractly
+and derives the step plan. It writes nothing and compiles nothing; every bad input is one
+``UserError``. Training, evaluation, ``inspect`` and sweeps all start from its ``Run``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -19,19 +22,40 @@ import optax
 from flax import linen as nn
 
 from cnnjax import config as config_lib, models, parallel
-from cnnjax.data import image_folder, sources, transforms
-from cnnjax.errors import UserError
-from cnnjax.train import optim, state as state_lib, workdir as workdir_lib
+from cnnjax.data import sources, splits, transforms
+from cnnjax.data.preprocessing import Preprocessing
+from cnnjax.errors import UserError, unknown
+from cnnjax.train import optim
 from cnnjax.transfer import finetune, merge, pretrained
-from cnnjax.transfer.preprocessing import Preprocessing
 
 
 @dataclasses.dataclass(frozen=True)
-class Setup:
+class LoopOptions:
+  """What the loop reads besides the objects: the config's keys, read once."""
+
+  seed: int
+  batch_size: int
+  eval_batch_size: int
+  num_threads: int
+  max_shift: int
+  flip: bool
+  label_smoothing: float
+  train_mode: bool  # False for a linear probe: BatchNorm keeps the loaded statistics
+  log_every_steps: int
+  checkpoint_every_steps: int
+  keep_checkpoints: int
+  init_from: str | None
+  init_skip: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
   """Everything a run needs, resolved and checked from the config."""
 
-  config: ml_collections.ConfigDict
-  workdir: str
+  name: str  # the model's registry name, for titles
+  dataset: str
+  config: Mapping[str, Any]  # the config as JSON values: config.json, and what resume compares
+  options: LoopOptions
   mesh: jax.sharding.Mesh
   model: nn.Module
   spec: models.ModelSpec
@@ -42,33 +66,25 @@ class Setup:
   tx: optax.GradientTransformation
   input_fn: Any
   input_shape: tuple[int, int, int, int]
-  heads: set[str]  # parameter paths that depend on num_classes
+  variables: Any  # the model's variables as shapes (``jax.ShapeDtypeStruct``)
+  heads: frozenset[str]  # parameter paths that depend on num_classes
   frozen: frozenset[str]  # top-level modules that don't train
 
 
-def _open_data(config, pre: Preprocessing | None) -> tuple[sources.Dataset, sources.Dataset]:
-  """The train and eval splits; with pretrained weights, normalised as those weights expect."""
-  d = config.data
-  if config.dataset.startswith(image_folder.PREFIX):
-    path = config.dataset[len(image_folder.PREFIX):]
-    load = functools.partial(image_folder.load_image_folder, path,
-                             image_size=d.crop or d.image_size or 224, resize=d.resize,
-                             val_fraction=d.val_fraction, seed=config.seed,
-                             channels=d.channels or 3, preprocessing=pre)
-    train = load(d.train_split)
-    if d.train_per_class:
-      train = sources.per_class_subset(train, d.train_per_class, config.seed)
-    return train, load(d.eval_split)
-  train = sources.load(config.dataset, d.train_split, d.data_dir, crop=d.crop, resize=d.resize)
-  test = sources.load(config.dataset, d.eval_split, d.data_dir, crop=d.crop, resize=d.resize)
-  if d.in_memory:  # splits too big to decode into memory stay on disk
-    train, test = sources.in_memory_if_small(train), sources.in_memory_if_small(test)
-  if d.train_per_class:
-    train = sources.per_class_subset(train, d.train_per_class, config.seed)
-  if pre is not None:
-    stats = {"mean": pre.effective_mean, "std": pre.effective_std}
-    train, test = dataclasses.replace(train, **stats), dataclasses.replace(test, **stats)
-  return train, test
+def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  try:
+    return json.loads(config.to_json_best_effort())
+  except (TypeError, ValueError) as e:
+    raise UserError(f"the config holds a value JSON can't store: {e}") from None
+
+
+def _check_names(config: ml_collections.ConfigDict) -> None:
+  """The names the config's values must be among, before any data is opened."""
+  models.check_options(config.model, **config.model_options)
+  if config.optimizer.name not in optim.OPTIMIZERS:
+    raise unknown("optimizer", config.optimizer.name, optim.OPTIMIZERS)
+  if config.schedule.name not in optim.SCHEDULES:
+    raise unknown("schedule", config.schedule.name, optim.SCHEDULES)
 
 
 def _pretrained_preprocessing(config) -> Preprocessing | None:
@@ -83,6 +99,15 @@ def _pretrained_preprocessing(config) -> Preprocessing | None:
   return Preprocessing.from_json(info["preprocessing"])
 
 
+def _split_options(config) -> splits.SplitOptions:
+  d = config.data
+  return splits.SplitOptions(
+      dataset=config.dataset, train_split=d.train_split, eval_split=d.eval_split,
+      data_dir=d.data_dir, image_size=d.image_size, crop=d.crop, resize=d.resize,
+      channels=d.channels, train_per_class=d.train_per_class, val_fraction=d.val_fraction,
+      in_memory=d.in_memory, seed=config.seed)
+
+
 def _input_size(spec: models.ModelSpec, native: int, requested: int | None) -> int:
   if requested is not None:
     if requested < spec.min_input_size:
@@ -95,58 +120,73 @@ def _input_size(spec: models.ModelSpec, native: int, requested: int | None) -> i
 
 
 def check_model_input(model: nn.Module, shape: tuple[int, ...]) -> dict:
-  """Traces ``model.init`` abstractly (no compile, no weights): a clear error if it can't run.
+  """The model's variables as shapes, traced abstractly (no compile, no weights).
 
-  Returns the abstract variables (shapes and dtypes)."""
+  An input the model's layers can't take (a map shrunk below a kernel) is one ``UserError``;
+  any other exception is a bug in the model and propagates as it is."""
   try:
-    return jax.eval_shape(lambda: state_lib.init_variables(model, jax.random.key(0), shape))
+    return models.abstract_variables(model, shape)
   except UserError:
     raise
-  except Exception as e:  # pylint: disable=broad-except  # shape errors from deep inside flax
+  except (TypeError, ValueError) as e:  # shape errors from deep inside lax or flax
     raise UserError(f"{type(model).__name__} can't take input of shape {shape}: "
                     f"{str(e).splitlines()[0]}") from None
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str,
-          devices: Sequence[jax.Device] | None = None) -> Setup:
-  """Resolves and checks the whole run without compiling anything."""
+def _loop_options(config) -> LoopOptions:
+  return LoopOptions(
+      seed=config.seed, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
+      num_threads=config.data.num_threads, max_shift=config.data.max_shift,
+      flip=config.data.flip, label_smoothing=config.label_smoothing,
+      train_mode=config.finetune.mode != "linear_probe",
+      log_every_steps=config.log_every_steps,
+      checkpoint_every_steps=config.checkpoint_every_steps,
+      keep_checkpoints=config.keep_checkpoints, init_from=config.init_from,
+      init_skip=tuple(config.init_skip))
+
+
+def resolve(config: ml_collections.ConfigDict,
+            devices: Sequence[jax.Device] | None = None) -> Run:
+  """Resolves and checks the whole run: no file is written, nothing is compiled."""
   config_lib.validate(config)
-  workdir = workdir_lib.prepare(workdir)
+  _check_names(config)
+  as_json = _as_json(config)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)
   pre = _pretrained_preprocessing(config)
-  train_data, eval_data = _open_data(config, pre)
+  train_data, eval_data = splits.open_splits(_split_options(config), pre)
   config_lib.check_against_data(config, train_data.image_shape)
-  for split, data in ((config.data.train_split, train_data), (config.data.eval_split, eval_data)):
-    if len(data) == 0:
-      raise UserError(f"split {split!r} of {config.dataset} is empty.")
   spec = models.get_spec(config.model)
   if config.num_classes is not None and config.num_classes < train_data.num_classes:
     raise UserError(f"config.num_classes={config.num_classes} is smaller than the "
                     f"{train_data.num_classes} classes of {config.dataset}.")
-  model = models.create(config.model, num_classes=config.num_classes or train_data.num_classes,
-                        **config.model_options)
+  num_classes = config.num_classes or train_data.num_classes
+  model = models.create(config.model, num_classes=num_classes, **config.model_options)
   size = _input_size(spec, train_data.image_shape[0], config.data.image_size or (
       pre.crop if pre else None))
   channels = config.data.channels or spec.channels
   input_fn = functools.partial(transforms.to_model_input, size=size, channels=channels,
                                mean=train_data.mean, std=train_data.std)
   shape = (1, size, size, channels)
-  abstract = check_model_input(model, shape)
+  variables = check_model_input(model, shape)
   plan = config_lib.plan(config, len(train_data))
-  heads = _heads(config, shape)
+  heads = _heads(config, model, shape)
   ft = config.finetune
-  frozen = frozenset(finetune.frozen_modules(abstract["params"], ft.mode, heads, ft.freeze_until))
-  schedule, tx = _optimizer(config, plan, abstract["params"], frozen)
-  return Setup(config, workdir, mesh, model, spec, train_data, eval_data, plan, schedule, tx,
-               input_fn, shape, heads, frozen)
+  frozen = frozenset(finetune.frozen_modules(variables["params"], ft.mode, heads,
+                                             ft.freeze_until))
+  schedule, tx = _optimizer(config, plan, variables["params"], frozen)
+  return Run(name=config.model, dataset=config.dataset, config=as_json,
+             options=_loop_options(config), mesh=mesh, model=model, spec=spec,
+             train_data=train_data, eval_data=eval_data, plan=plan, schedule=schedule, tx=tx,
+             input_fn=input_fn, input_shape=shape, variables=variables, heads=heads,
+             frozen=frozen)
 
 
-def _heads(config, shape) -> set[str]:
+def _heads(config, model: nn.Module, shape) -> frozenset[str]:
+  """The num_classes-dependent parameters, needed only when transferring or freezing."""
   if config.init_from is None and config.finetune.mode == "full":
-    return set()
-  make = lambda k: models.create(config.model, num_classes=k, **config.model_options)
-  return merge.head_paths(make, shape)
+    return frozenset()
+  return frozenset(merge.head_paths(model, shape))
 
 
 def _optimizer(config, plan: config_lib.Plan, params, frozen: frozenset[str]):

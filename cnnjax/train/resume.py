@@ -1,6 +1,7 @@
 """Resuming a run: the checks that a workdir's checkpoints fit the config, then the restore.
 
-Training and ``--mode=eval`` run the same checks, before anything is written:
+Training and ``--mode=eval`` run the same checks, before anything is written (``config`` is the
+run's config as JSON values, ``resolve.Run.config``):
 1. the keys that fix the data order and the model (``RESUME_KEYS``; for evaluation only the
    model's, ``MODEL_KEYS``) equal those in the workdir's ``config.json``;
 2. the newest checkpoint's tree (paths, shapes, dtypes, read from its metadata) equals the
@@ -15,10 +16,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import jax
-import ml_collections
 from flax import traverse_util
 
 from cnnjax import checkpoint
@@ -56,8 +57,8 @@ def saved_config(workdir: str) -> dict[str, Any] | None:
     return _flat(json.load(f))
 
 
-def _changed(old: dict[str, Any], config: ml_collections.ConfigDict) -> dict[str, tuple]:
-  new = _flat(json.loads(config.to_json_best_effort()))
+def _changed(old: dict[str, Any], config: Mapping[str, Any]) -> dict[str, tuple]:
+  new = _flat(dict(config))
   return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
           if old.get(k) != new.get(k)}
 
@@ -66,7 +67,7 @@ def _under(key: str, prefixes: tuple[str, ...]) -> bool:
   return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def check_config(workdir: str, config: ml_collections.ConfigDict,
+def check_config(workdir: str, config: Mapping[str, Any],
                  keys: tuple[str, ...] = RESUME_KEYS) -> None:
   """Refuses to resume with other ``keys`` than the workdir's ``config.json``."""
   old = saved_config(workdir)
@@ -82,7 +83,7 @@ def check_config(workdir: str, config: ml_collections.ConfigDict,
                     "config.init_from to start from its weights).")
 
 
-def mismatch(workdir: str, config: ml_collections.ConfigDict, step: int,
+def mismatch(workdir: str, config: Mapping[str, Any], step: int,
              differences: list[str]) -> UserError:
   """One line: the first differing paths of checkpoint ``step`` and the keys that cause them."""
   sections = {d.split("/", 1)[0].split(" ", 1)[0] for d in differences}
@@ -99,7 +100,7 @@ def mismatch(workdir: str, config: ml_collections.ConfigDict, step: int,
                    "config that wrote it, or a new --workdir.")
 
 
-def restore(workdir: str, config: ml_collections.ConfigDict, mgr, like: Any, *,
+def restore(workdir: str, config: Mapping[str, Any], mgr, like: Any, *,
             keys: tuple[str, ...] = RESUME_KEYS, set_aside: bool = True
             ) -> checkpoint.Restored | None:
   """The newest checkpoint in ``mgr`` that fits ``config`` and restores; None if none yet.

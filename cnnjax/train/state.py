@@ -8,7 +8,6 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
-from flax import linen as nn
 
 
 @flax.struct.dataclass
@@ -23,13 +22,6 @@ class TrainState:
     if self.batch_stats:
       return {"params": self.params, "batch_stats": self.batch_stats}
     return {"params": self.params}
-
-
-def init_variables(model: nn.Module, key: jax.Array, input_shape: tuple[int, ...]) -> dict:
-  """Fresh model variables for inputs of ``input_shape`` (batch dimension included)."""
-  params_key, dropout_key = jax.random.split(key)
-  return model.init({"params": params_key, "dropout": dropout_key},
-                    jnp.zeros(input_shape, jnp.float32), train=False)
 
 
 def create(variables: dict, tx: optax.GradientTransformation) -> TrainState:

@@ -21,7 +21,7 @@ from cnnjax.errors import UserError, unknown
 from cnnjax.models import registry
 from cnnjax.transfer import (pretrained, shapes, tv_alexnet, tv_googlenet, tv_inception_v3,
                              tv_resnet, tv_vgg)
-from cnnjax.transfer.preprocessing import Weights
+from cnnjax.data.preprocessing import Weights
 
 _FAMILIES = (tv_alexnet, tv_vgg, tv_googlenet, tv_inception_v3, tv_resnet)
 SUFFIXES = (".pth", ".pt", ".safetensors")
@@ -125,13 +125,13 @@ def identify(name: str, path: str, digest: str) -> Weights | None:
 
 # --- checking ---------------------------------------------------------------------------------
 
-def _infer_num_classes(name: str, options: Mapping[str, Any], variables: dict,
-                       default: Mapping[str, Any]) -> int | None:
+def _infer_num_classes(name: str, options: Mapping[str, Any], variables: dict) -> int | None:
   """The class count of the file's heads: the leaves whose shape depends on num_classes."""
-  a = shapes.flat(default)
-  b = shapes.flat(shapes.reference(name, registry.get_spec(name).num_classes + 1, options))
+  spec = registry.get_spec(name)
+  heads = shapes.head_paths(registry.create(name, **options),
+                            (1, spec.input_size, spec.input_size, spec.channels))
   have = shapes.flat(variables)
-  sizes = {have[p][-1] for p in a if a[p] != b[p] and have.get(p)}
+  sizes = {have[p][-1] for p in heads if have.get(p)}
   return sizes.pop() if len(sizes) == 1 else None
 
 
@@ -158,7 +158,7 @@ def convert(name: str, state_dict: Mapping[str, Any], *, num_classes: int | None
   expected = shapes.reference(name, num_classes, options)
   problem = shapes.mismatch(expected, variables)
   if problem and infer:
-    inferred = _infer_num_classes(name, options, variables, expected)
+    inferred = _infer_num_classes(name, options, variables)
     if inferred and inferred != num_classes:
       num_classes = inferred
       problem = shapes.mismatch(shapes.reference(name, num_classes, options), variables)
@@ -190,6 +190,6 @@ def convert_file(name: str, weights: str, out: str, *, num_classes: int | None =
                                             aux_logits=aux_logits)
   source = {"file": os.path.basename(weights), "sha256": digest,
             "torchvision_weights": chosen.tag if (found or weights_tag) else None}
-  return pretrained.save(out, model=name, num_classes=num_classes, options=options,
+  return pretrained.write(out, model=name, num_classes=num_classes, options=options,
                          variables=variables, preprocessing=preprocessing, source=source,
                          overwrite=overwrite)

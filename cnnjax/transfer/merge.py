@@ -15,11 +15,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import jax
 from flax import traverse_util
 from flax import linen as nn
 
+from cnnjax import trees
 from cnnjax.errors import UserError
+from cnnjax.transfer import shapes
 
 HEAD = "head"
 COLLECTIONS = ("params", "batch_stats")
@@ -27,11 +28,8 @@ COLLECTIONS = ("params", "batch_stats")
 
 def flatten(variables: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
   """{(collection, 'module/.../leaf'): value} over the model collections."""
-  out = {}
-  for collection in COLLECTIONS:
-    for path, value in traverse_util.flatten_dict(dict(variables.get(collection, {}))).items():
-      out[(collection, "/".join(path))] = value
-  return out
+  return {(collection, path): value for collection in COLLECTIONS
+          for path, value in trees.flat(dict(variables.get(collection, {}))).items()}
 
 
 def unflatten(flat: Mapping[tuple[str, str], Any]) -> dict[str, Any]:
@@ -41,15 +39,10 @@ def unflatten(flat: Mapping[tuple[str, str], Any]) -> dict[str, Any]:
   return {c: traverse_util.unflatten_dict(v) for c, v in out.items()}
 
 
-def head_paths(make_model, input_shape: tuple[int, ...]) -> set[str]:
-  """Parameter paths whose shape depends on ``num_classes``: found by comparing two abstract
-  inits (no weights allocated) with different class counts."""
-  def shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
-    model: nn.Module = make_model(num_classes)
-    tree = jax.eval_shape(lambda: model.init(jax.random.key(0), jax.numpy.zeros(input_shape)))
-    return {path: v.shape for (_, path), v in flatten(tree).items()}
-  a, b = shapes(7), shapes(11)
-  return {p for p in a if a[p] != b.get(p)}
+def head_paths(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
+  """The paths (collection dropped, as skip patterns see them) of the leaves whose shape
+  depends on ``num_classes``."""
+  return {p.split("/", 1)[1] for p in shapes.head_paths(model, input_shape)}
 
 
 def _matcher(patterns: Iterable[str], heads: set[str]):

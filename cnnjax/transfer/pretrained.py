@@ -1,4 +1,4 @@
-"""A pretrained-weights directory, as ``python -m cnnjax.convert_torchvision`` writes it.
+"""A pretrained-weights directory, as ``python -m cnnjax.transfer`` writes it.
 
     DIR/variables/       orbax checkpoint (StandardCheckpointer) of {'params', 'batch_stats'},
                          float32 numpy leaves, paths as the model's init creates them
@@ -22,14 +22,14 @@ from flax import linen as nn
 from cnnjax.errors import UserError
 from cnnjax.models import registry
 from cnnjax.transfer import shapes
-from cnnjax.transfer.preprocessing import Preprocessing
+from cnnjax.data.preprocessing import Preprocessing
 
 FORMAT = "cnnjax.pretrained/1"
 INFO = "pretrained.json"
 VARIABLES = "variables"
 
 
-def save(out: str, *, model: str, num_classes: int, options: Mapping[str, Any],
+def write(out: str, *, model: str, num_classes: int, options: Mapping[str, Any],
          variables: Mapping[str, Any], preprocessing: Preprocessing, source: Mapping[str, Any],
          overwrite: bool = False) -> dict[str, Any]:
   """Writes ``out`` (see the module docstring); returns the contents of its pretrained.json."""
@@ -60,7 +60,7 @@ def read_info(directory: str) -> dict[str, Any]:
   path = os.path.join(directory, INFO)
   if not os.path.isfile(path):
     raise UserError(f"{directory!r} holds no {INFO}: not a directory written by "
-                    "python -m cnnjax.convert_torchvision (or the conversion did not finish).")
+                    "python -m cnnjax.transfer (or the conversion did not finish).")
   with open(path) as f:
     info = json.load(f)
   if info.get("format") != FORMAT:
@@ -78,7 +78,7 @@ def read(directory: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def load_pretrained(directory: str, **options: Any) -> tuple[nn.Module, dict, Preprocessing]:
-  """(model, variables, preprocessing) from a directory written by ``convert_torchvision``.
+  """(model, variables, preprocessing) from a directory ``python -m cnnjax.transfer`` wrote.
 
   ``model.apply(variables, preprocessing(images), train=False)`` gives the logits of the
   original torchvision model on the same images. ``options`` override the model options saved

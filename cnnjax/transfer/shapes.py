@@ -1,15 +1,14 @@
-"""Variable trees compared by paths and shapes: the reference tree, and a one-line diff."""
+"""Variable trees compared by paths and shapes: the reference tree, the classifier heads, and a
+one-line diff."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from flax import linen as nn
 
-from cnnjax.models import registry
+from cnnjax import models, trees
 
 _SHOWN = 8  # paths listed per kind of difference
 
@@ -19,17 +18,23 @@ def reference(name: str, num_classes: int | None, options: Mapping[str, Any]) ->
 
   Traced with ``jax.eval_shape`` at the model's natural input size: nothing is allocated.
   """
-  spec = registry.get_spec(name)
-  model = registry.create(name, num_classes=num_classes, **options)
-  x = jnp.zeros((1, spec.input_size, spec.input_size, spec.channels), jnp.float32)
-  tree = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  spec = models.get_spec(name)
+  model = models.create(name, num_classes=num_classes, **options)
+  tree = models.abstract_variables(model, (1, spec.input_size, spec.input_size, spec.channels))
   return {k: v for k, v in tree.items() if k in ("params", "batch_stats")}
+
+
+def head_paths(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
+  """Paths (``params/fc/kernel``) of the leaves whose shape depends on ``num_classes`` (the
+  classifier and any auxiliary classifiers): two abstract inits with different class counts."""
+  a, b = (trees.shapes(models.abstract_variables(model.clone(num_classes=k), input_shape))
+          for k in (7, 11))
+  return {p for p in a if a[p] != b.get(p)}
 
 
 def flat(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
   """``'params/fc/kernel'`` → shape, for every leaf."""
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {"/".join(str(k.key) for k in path): tuple(np.shape(v)) for path, v in leaves}
+  return trees.shapes(tree)
 
 
 def _listed(kind: str, items: list[str]) -> str:

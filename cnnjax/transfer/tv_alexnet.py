@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnjax.transfer import torch_layout
-from cnnjax.transfer.preprocessing import IMAGENET1K, Preprocessing, Weights
+from cnnjax.data.preprocessing import IMAGENET1K, Preprocessing, Weights
 
 # torchvision module path → our module name.
 _NAMES = {

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnjax.transfer import torch_layout
-from cnnjax.transfer.preprocessing import Preprocessing, Weights
+from cnnjax.data.preprocessing import Preprocessing, Weights
 
 # The aux heads' fc1 reads adaptive_avg_pool(4×4) of a 128-channel conv, flattened.
 _FLATTEN = {"aux1.fc1": (128, 4, 4), "aux2.fc1": (128, 4, 4)}

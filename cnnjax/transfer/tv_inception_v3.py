@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnjax.transfer import torch_layout
-from cnnjax.transfer.preprocessing import Preprocessing, Weights
+from cnnjax.data.preprocessing import Preprocessing, Weights
 
 
 def inception_v3(state_dict: Mapping[str, Any], *, aux_logits: bool = True) -> dict:

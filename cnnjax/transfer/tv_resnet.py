@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnjax.transfer import torch_layout
-from cnnjax.transfer.preprocessing import IMAGENET1K, Preprocessing, Weights
+from cnnjax.data.preprocessing import IMAGENET1K, Preprocessing, Weights
 
 TORCHVISION: dict[str, str] = {
     name: name for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")}

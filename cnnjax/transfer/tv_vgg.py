@@ -15,7 +15,7 @@ from typing import Any
 
 from cnnjax.models.vgg import DEPTHS
 from cnnjax.transfer import torch_layout
-from cnnjax.transfer.preprocessing import IMAGENET1K, Preprocessing, Weights
+from cnnjax.data.preprocessing import IMAGENET1K, Preprocessing, Weights
 
 _FILES = {"vgg11": "vgg11-8a719046.pth", "vgg11_bn": "vgg11_bn-6002323d.pth",
           "vgg13": "vgg13-19584684.pth", "vgg13_bn": "vgg13_bn-abd245e5.pth",

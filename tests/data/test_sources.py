@@ -19,7 +19,7 @@ def test_unknown_split(data_dir):
 
 
 def test_unprepared_tfds_dataset_says_how_to_prepare(tmp_path):
-  with pytest.raises(UserError, match=r"not prepared.*cnnjax.data.prepare cifar10"):
+  with pytest.raises(UserError, match=r"not prepared.*cnnjax.data cifar10"):
     sources.load("cifar10", "train", str(tmp_path))
 
 

@@ -9,7 +9,7 @@ import pytest
 from cnnjax.errors import UserError
 from cnnjax.inspect import graph, loading, pictures
 from cnnjax.transfer import pretrained, shapes
-from cnnjax.transfer.preprocessing import Preprocessing
+from cnnjax.data.preprocessing import Preprocessing
 
 
 def test_an_old_config_gets_the_new_keys_defaults(tmp_path):
@@ -37,7 +37,7 @@ def test_pretrained_weights_directory(tmp_path):
       1.0 if s.shape and len(s.shape) == 1 else 0.0)).astype(np.float32), ref)
   prep = Preprocessing(resize=36, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
   out = str(tmp_path / "weights")
-  pretrained.save(out, model="resnet20", num_classes=10, options={}, variables=variables,
+  pretrained.write(out, model="resnet20", num_classes=10, options={}, variables=variables,
                   preprocessing=prep, source={"test": True})
   item = loading.load(out)
   assert (item.name, item.input_shape, item.dataset) == ("resnet20", (32, 32, 3), None)

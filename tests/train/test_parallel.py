@@ -9,7 +9,7 @@ import optax
 import pytest
 from flax import linen as nn
 
-from cnnjax import parallel
+from cnnjax import models, parallel
 from cnnjax.errors import UserError
 from cnnjax.train import state as state_lib, step as step_lib
 
@@ -28,7 +28,7 @@ class TinyBN(nn.Module):
 def _one_step(devices, batch):
   mesh = parallel.make_mesh(devices)
   model, tx = TinyBN(), optax.sgd(0.1, momentum=0.9)
-  variables = state_lib.init_variables(model, jax.random.key(0), (1, 8, 8, 1))
+  variables = models.init_variables(model, jax.random.key(0), (1, 8, 8, 1))
   state = parallel.replicate(state_lib.create(variables, tx), mesh)
   fn = functools.partial(step_lib.train_step, model=model, tx=tx,
                          input_fn=lambda x: x.astype(jnp.float32) / 255.0)

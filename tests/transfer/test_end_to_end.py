@@ -129,7 +129,7 @@ def test_cli_converts_and_reports_errors_in_one_line(tmp_path):
   torch.manual_seed(0)
   net = tv.models.resnet18(weights=None, num_classes=10).eval()
   st = _save(net, str(tmp_path / "w.safetensors"))
-  cli = [sys.executable, "-m", "cnnjax.convert_torchvision"]
+  cli = [sys.executable, "-m", "cnnjax.transfer"]
   env = {**os.environ, "PYTHONPATH": ROOT}
   run = lambda *args: subprocess.run([*cli, *args], cwd=ROOT, env=env, capture_output=True,
                                      text=True, timeout=300)
@@ -146,6 +146,10 @@ def test_cli_converts_and_reports_errors_in_one_line(tmp_path):
   assert bad.returncode == 2 and "Traceback" not in bad.stderr
   assert bad.stderr.startswith("error: unknown torchvision model 'resnet19'. Did you mean ")
   assert len(bad.stderr.strip().splitlines()) == 1 and "'resnet18'" in bad.stderr
+  old_name = subprocess.run([sys.executable, "-m", "cnnjax.convert_torchvision", "--model=resnet19",
+                             f"--weights={st}", f"--out={tmp_path / 'x'}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+  assert old_name.returncode == 2 and old_name.stderr == bad.stderr  # the old command still works
   with pytest.raises(UserError, match="--overwrite"):
     convert.convert_file("resnet18", st, str(tmp_path / "out"))
 

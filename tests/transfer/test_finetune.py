@@ -9,7 +9,7 @@ import pytest
 
 from cnnjax import checkpoint, models
 from cnnjax.errors import UserError
-from cnnjax.train import loop
+from cnnjax.train import loop, resolve
 from cnnjax.transfer import finetune, merge
 from tests.train.test_loop import tiny_config
 
@@ -35,10 +35,8 @@ def test_merge_names_every_problem_with_shapes():
 
 
 def test_head_paths_are_the_num_classes_dependent_leaves():
-  make = lambda k: models.create("lenet5", num_classes=k)
-  assert merge.head_paths(make, (1, 28, 28, 1)) == {"fc3/kernel", "fc3/bias"}
-  make = lambda k: models.create("googlenet", num_classes=k, aux_logits=True)
-  heads = merge.head_paths(make, (1, 32, 32, 3))
+  assert merge.head_paths(models.create("lenet5"), (1, 28, 28, 1)) == {"fc3/kernel", "fc3/bias"}
+  heads = merge.head_paths(models.create("googlenet", aux_logits=True), (1, 32, 32, 3))
   assert {"fc/kernel", "aux1/fc2/kernel", "aux2/fc2/kernel"} <= heads
   assert not any(h.startswith("conv1") for h in heads)
 
@@ -110,9 +108,8 @@ def test_frozen_parameters_carry_no_optimizer_state(tmp_path, data_dir):
   def opt_leaves(mode, freeze_until=None):
     config = tiny_config(data_dir)
     config.finetune.mode, config.finetune.freeze_until = mode, freeze_until
-    s = loop.setup(config, str(tmp_path))
-    state = jax.eval_shape(lambda: loop.state_lib.create(
-        loop.state_lib.init_variables(s.model, jax.random.key(0), s.input_shape), s.tx))
+    s = resolve.resolve(config)
+    state = loop.abstract_state(s)
     return sum(x.size for x in jax.tree.leaves(state.opt_state))
   full, frozen = opt_leaves("full"), opt_leaves("freeze", "fc1")
   # Adam keeps two moments per parameter; conv1+conv2+fc1 = 156 + 2,416 + 48,120 are frozen.

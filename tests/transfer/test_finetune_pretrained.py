@@ -8,7 +8,7 @@ from PIL import Image
 
 from cnnjax import checkpoint
 from cnnjax.errors import UserError
-from cnnjax.train import loop
+from cnnjax.train import loop, resolve
 from cnnjax.transfer import convert
 from tests.train.test_loop import tiny_config
 
@@ -45,7 +45,7 @@ def test_linear_probe_from_converted_weights_on_an_image_folder(tmp_path, conver
                        batch_size=4, eval_batch_size=8, init_from=converted,
                        init_skip=("head",), num_classes=2)
   config.finetune.mode = "linear_probe"
-  s = loop.setup(config, str(tmp_path), devices=jax.devices()[:1])
+  s = resolve.resolve(config, devices=jax.devices()[:1])
   assert s.input_shape == (1, 64, 64, 3)  # the weights' crop, not the dataset's or the model's
   np.testing.assert_allclose(s.train_data.mean, (0.485, 0.456, 0.406))
   assert len(s.train_data) == 16 and len(s.eval_data) == 4  # 20 images, corrupt one skipped
@@ -63,7 +63,7 @@ def test_linear_probe_from_converted_weights_on_an_image_folder(tmp_path, conver
 def test_weights_of_another_model_are_refused(tmp_path, converted, photos):
   config = tiny_config(None, model="resnet34", dataset=f"folder:{photos}", init_from=converted)
   with pytest.raises(UserError, match="holds resnet18 weights but config.model='resnet34'"):
-    loop.setup(config, str(tmp_path), devices=jax.devices()[:1])
+    resolve.resolve(config, devices=jax.devices()[:1])
 
 
 def test_eval_mode_evaluates_converted_weights_directly(tmp_path, converted, photos):

@@ -1,6 +1,6 @@
 """The offline transfer-learning demonstration behind the README's table.
 
-  python -m cnnjax.transfer.demo --workdir=runs/transfer_digits [--seeds=3]
+  python -m experiments.transfer_demo --workdir=runs/transfer_digits [--seeds=3]
 
 Pretrains LeNet-5 on the embedded MNIST (experiments/transfer_digits.py:pretrain), then trains
 on 2 labelled UCI digits per class (--per_class) three ways — linear probe, full fine-tune, from
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
+
+from cnnjax import cli
+from experiments import transfer_digits
 
 flags.DEFINE_string("workdir", None, "Where the runs and the results go.")
 flags.DEFINE_integer("seeds", 3, "Seeds per mode.")
@@ -23,15 +25,12 @@ flags.DEFINE_integer("per_class", 2, "Labelled UCI digits per class.")
 flags.DEFINE_string("data_dir", None, "tfds data dir for the embedded datasets.")
 FLAGS = flags.FLAGS
 
-EXPERIMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "experiments", "transfer_digits.py")
 MODES = ("linear_probe", "finetune", "scratch")
 
 
 def _train(mode: str, workdir: str, data_dir: str | None, **overrides) -> dict[str, float]:
-  from cnnjax import config as config_lib  # pylint: disable=import-outside-toplevel
-  from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
-  config = config_lib.load(f"{EXPERIMENT}:{mode}")
+  from cnnjax.train import loop  # pylint: disable=import-outside-toplevel  # imports JAX
+  config = transfer_digits.get_config(mode)
   config.data.data_dir = data_dir
   config.update(overrides)
   return loop.train(config, workdir)
@@ -61,21 +60,12 @@ def table(results: dict[str, list[float]]) -> str:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1 or not FLAGS.workdir:
-    print("error: usage: python -m cnnjax.transfer.demo --workdir=DIR [--seeds=N]",
-          file=sys.stderr)
-    sys.exit(2)
-  if not FLAGS["verbosity"].present:  # orbax logs every save at INFO
-    logging.set_verbosity(logging.WARNING)
-  from cnnjax import errors  # pylint: disable=import-outside-toplevel
-  try:
+  cli.no_arguments(argv)
+  cli.require("workdir", hint="e.g. --workdir=runs/transfer_digits")
+  cli.quiet_logging()
+  cli.compilation_cache()
+  with cli.reported():  # a stopped run saved: a rerun resumes it (finished runs only evaluate)
     results = run(FLAGS.workdir, FLAGS.seeds, FLAGS.per_class, FLAGS.data_dir)
-  except errors.Stopped as e:  # the run saved; a rerun resumes it (finished runs only evaluate)
-    print(str(e), file=sys.stderr)
-    sys.exit(128 + e.signum)
-  except (errors.UserError, errors.RunFailed) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2 if isinstance(e, errors.UserError) else errors.EXIT_RUN_FAILED)
   text = table(results)
   with open(os.path.join(FLAGS.workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=2, allow_nan=False)
@@ -85,4 +75,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -8,9 +8,8 @@ import os
 import pytest
 
 from cnnjax import config as config_lib, models
-from tests.test_launch import launch
+from tests.test_launch import ROOT, launch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ZOO = {
     "alexnet_imagenet.py": ["alexnet", "alexnet,original"],
     "zfnet_imagenet.py": ["zfnet"],

@@ -1,6 +1,6 @@
 """The transfer demo's plumbing, at a size that runs in seconds (the real numbers are the README's)."""
 
-from cnnjax.transfer import demo
+from experiments import transfer_demo as demo
 
 
 def test_demo_runs_every_mode_and_tabulates(tmp_path, data_dir, monkeypatch):
@@ -27,7 +27,7 @@ def test_demo_without_workdir_is_one_line_and_exit_2():
   import subprocess
   import sys
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  done = subprocess.run([sys.executable, "-m", "cnnjax.transfer.demo"], cwd=root,
+  done = subprocess.run([sys.executable, "-m", "experiments.transfer_demo"], cwd=root,
                         capture_output=True, text=True, timeout=300)
   assert done.returncode == 2 and "Traceback" not in done.stderr
-  assert done.stderr.strip().splitlines()[-1].startswith("error: usage:")
+  assert done.stderr.strip().splitlines()[-1].startswith("error: --workdir is required")

@@ -8,7 +8,7 @@ from PIL import Image
 
 from cnnjax.data import image_folder, pipeline
 from cnnjax.errors import UserError
-from cnnjax.transfer.preprocessing import Preprocessing
+from cnnjax.data.preprocessing import Preprocessing
 
 COUNTS = {"cat": 5, "dog": 4, "emu": 3}
 

@@ -10,7 +10,7 @@ import os
 import sys
 
 # The repo root instead of tests/, whose inspect/ package would shadow the standard library's.
-sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=wrong-import-position
 

@@ -15,7 +15,7 @@ from PIL import Image
 from cnnjax.data import images
 from cnnjax.errors import UserError
 from cnnjax.transfer import tv_googlenet, tv_inception_v3
-from cnnjax.transfer.preprocessing import IMAGENET1K, Preprocessing
+from cnnjax.data.preprocessing import IMAGENET1K, Preprocessing
 
 torch = pytest.importorskip("torch")
 tv = pytest.importorskip("torchvision")

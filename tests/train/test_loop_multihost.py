@@ -124,7 +124,7 @@ def assert_close_runs(a, b, final_rtol=1e-2):
 
 
 def test_two_processes_feed_the_same_global_batches_to_the_same_devices(tmp_path, data_dir):
-  script = os.path.join(ROOT, "tests", "multihost_batches.py")
+  script = os.path.join(ROOT, "tests", "train", "multihost_batches.py")
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
   subprocess.run([sys.executable, script, str(tmp_path / "one"), data_dir], env=env, check=True,
                  capture_output=True, timeout=300)
