@@ -35,7 +35,7 @@ def model_convs(name: str, batch: int, size: int | None) -> list[tuple]:
   size = size or spec.input_size
   model = registry.create(name)
   x = jnp.zeros((batch, size, size, spec.channels))
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
+  variables = registry.abstract_variables(model, x[:1].shape)
   jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=True,
                                                   mutable=["batch_stats"]))(variables, x)
   found = []

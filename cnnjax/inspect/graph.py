@@ -129,13 +129,6 @@ def layers(taps: Mapping[str, Any], classes: Mapping[str, str], variables: Any,
   return tuple(sorted(found, key=lambda layer: analysis.order.get(layer.var, -1)))
 
 
-def abstract_variables(model: nn.Module, input_shape: Sequence[int]) -> Any:
-  """The model's variables as shapes (``jax.eval_shape`` of init: nothing is allocated)."""
-  x = jnp.zeros(input_shape, jnp.float32)
-  return jax.eval_shape(lambda: model.init(
-      {"params": jax.random.key(0), "dropout": jax.random.key(1)}, x, train=False))
-
-
 def _tap_name(path) -> str | None:
   keys = [getattr(k, "key", getattr(k, "idx", None)) for k in path]
   if keys[0] == 0:

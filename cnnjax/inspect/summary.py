@@ -122,7 +122,7 @@ def summarize(name: str, input_size: int | None = None, num_classes: int | None 
                     f"{spec.min_input_size}.")
   model = models.create(name, num_classes=num_classes, **options)
   shape = (1, size, size, spec.channels)
-  g = graph_lib.trace(model, graph_lib.abstract_variables(model, shape), shape)
+  g = graph_lib.trace(model, models.abstract_variables(model, tuple(shape)), shape)
   return of_graph(name, g, model.num_classes)
 
 

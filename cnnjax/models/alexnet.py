@@ -36,12 +36,12 @@ tower with a 7×7/2 first layer and a strided conv2.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cnnjax.models import kernels, layers
+from cnnjax.models import layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "Krizhevsky, Sutskever & Hinton 2012, NeurIPS, Fig. 2 and §3"
@@ -92,9 +92,9 @@ def conv_trunk(module: nn.Module, x, convs: tuple[ConvLayer, ...], act, *,
   norm = lambda y: layers.local_response_norm(y, **LRN)
   stage = 0
   for i, layer in enumerate(convs):
-    x = kernels.Conv(layer.features, (layer.kernel, layer.kernel), (layer.stride, layer.stride),
-                     padding=layers.conv_padding(layer.padding),
-                     feature_group_count=layer.groups, dtype=module.dtype, name=layer.name)(x)
+    x = layers.Conv(layer.features, (layer.kernel, layer.kernel), (layer.stride, layer.stride),
+                    padding=layers.conv_padding(layer.padding),
+                    feature_group_count=layer.groups, dtype=module.dtype, name=layer.name)(x)
     x = act(x)
     normalise = layer.lrn and lrn
     if normalise and not lrn_after_pool:
@@ -131,20 +131,17 @@ def classifier(module: nn.Module, x, act, train: bool, *, dropout_after: bool):
   return nn.Dense(module.num_classes, dtype=module.dtype, name="fc8")(x).astype(jnp.float32)
 
 
-class AlexNet(nn.Module):
+class AlexNet(layers.Options):
   """AlexNet: torchvision's single tower, or the 2012 two-tower network with ``original``."""
 
   num_classes: int = 1000
   original: bool = False
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
   pool: str = "max"
   dropout: float = 0.5
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    act = layers.activation(self.activation, self.negative_slope)
+    act = self.act()
     x = x.astype(self.dtype)
     x = conv_trunk(self, x, PAPER_2012 if self.original else TORCHVISION, act)
     return classifier(self, x, act, train, dropout_after=self.original)

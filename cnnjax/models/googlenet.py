@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import UserError
-from cnnjax.models import kernels, layers
+from cnnjax.models import layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "Szegedy et al. 2015, CVPR, Table 1, Fig. 2b and Fig. 3"
@@ -84,34 +84,6 @@ def check_input_size(x, smallest: int, model: str) -> None:
                     f"got {x.shape[1]}×{x.shape[2]}.")
 
 
-class BasicConv2d(nn.Module):
-  """Conv → BatchNorm → activation (torchvision's ``BasicConv2d``); ``use_bn=False``: conv+bias.
-
-  Submodules are ``conv`` and ``bn``, as torchvision names them. Shared with Inception v3.
-  """
-
-  features: int
-  kernel_size: int | tuple[int, int]
-  strides: int = 1
-  padding: int | tuple[int, int] = 0
-  use_bn: bool = True
-  bn_eps: float = 1e-3
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    k = self.kernel_size
-    k = (k, k) if isinstance(k, int) else tuple(k)
-    x = kernels.Conv(self.features, k, self.strides, padding=layers.conv_padding(self.padding),
-                     use_bias=not self.use_bn, dtype=self.dtype, name="conv")(x)
-    if self.use_bn:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=self.bn_eps,
-                       dtype=self.dtype, name="bn")(x)
-    return layers.activation(self.activation, self.negative_slope)(x)
-
-
 class Inception(nn.Module):
   """Fig. 2b: four branches concatenated along channels (names follow torchvision)."""
 
@@ -125,14 +97,14 @@ class Inception(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     c1, c3r, c3, c5r, c5, cp = self.widths
-    conv = functools.partial(BasicConv2d, use_bn=self.use_bn, activation=self.activation,
+    conv = functools.partial(layers.BasicConv2d, use_bn=self.use_bn, activation=self.activation,
                              negative_slope=self.negative_slope, dtype=self.dtype)
     b1 = conv(c1, 1, name="branch1")(x, train)
     b2 = conv(c3r, 1, name="branch2_0")(x, train)
     b2 = conv(c3, 3, padding=1, name="branch2_1")(b2, train)
     b3 = conv(c5r, 1, name="branch3_0")(x, train)
     b3 = conv(c5, self.kernel5, padding=self.kernel5 // 2, name="branch3_1")(b3, train)
-    b4 = layers.pool(x, "max", window=3, stride=1, padding=1, ceil_mode=True)
+    b4 = layers.Pool("max", 3, 1, padding=1, ceil_mode=True, name="branch4_0")(x)
     b4 = conv(cp, 1, name="branch4_1")(b4, train)
     return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
@@ -150,10 +122,11 @@ class InceptionAux(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     if self.original and min(x.shape[1:3]) >= 5:
-      x = layers.pool(x, "avg", window=5, stride=3)  # the paper's 5×5/3: 14×14 → 4×4
+      x = layers.Pool("avg", 5, 3, name="pool")(x)  # the paper's 5×5/3: 14×14 → 4×4
     x = layers.adaptive_avg_pool(x, (4, 4))  # torchvision's
-    x = BasicConv2d(128, 1, use_bn=not self.original, activation=self.activation,
-                    negative_slope=self.negative_slope, dtype=self.dtype, name="conv")(x, train)
+    x = layers.BasicConv2d(128, 1, use_bn=not self.original, activation=self.activation,
+                           negative_slope=self.negative_slope, dtype=self.dtype,
+                           name="conv")(x, train)
     x = x.reshape(x.shape[0], -1)
     act = layers.activation(self.activation, self.negative_slope)
     x = act(nn.Dense(1024, dtype=self.dtype, name="fc1")(x))
@@ -161,33 +134,34 @@ class InceptionAux(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name="fc2")(x).astype(jnp.float32)
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(layers.Options):
   """GoogLeNet (see the module docstring for the torchvision and the paper's form)."""
 
   num_classes: int = 1000
   aux_logits: bool = False
   original: bool = False
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
   pool: str = "max"
   dropout: float = TORCHVISION_DROPOUT
   aux_dropout: float = 0.7
-  dtype: Any = jnp.float32
 
   def _conv(self):
-    return functools.partial(BasicConv2d, use_bn=not self.original, activation=self.activation,
-                             negative_slope=self.negative_slope, dtype=self.dtype)
+    return functools.partial(layers.BasicConv2d, use_bn=not self.original,
+                             activation=self.activation, negative_slope=self.negative_slope,
+                             dtype=self.dtype)
+
+  def _pool(self, window: int, name: str):
+    return layers.Pool(self.pool, window, 2, ceil_mode=True, name=name)
 
   def _stem(self, x, train: bool):
     conv = self._conv()
     lrn = functools.partial(layers.local_response_norm, size=5, alpha=1e-4, beta=0.75, k=1.0)
     x = conv(64, 7, strides=2, padding=3, name="conv1")(x, train)
-    x = layers.pool(x, self.pool, window=3, stride=2, ceil_mode=True)
+    x = self._pool(3, "pool1")(x)
     x = lrn(x) if self.original else x
     x = conv(64, 1, name="conv2")(x, train)
     x = conv(192, 3, padding=1, name="conv3")(x, train)
     x = lrn(x) if self.original else x
-    return layers.pool(x, self.pool, window=3, stride=2, ceil_mode=True)
+    return self._pool(3, "pool2")(x)
 
   def _aux(self, x, index: int, train: bool):
     head = InceptionAux(self.num_classes, self.original, self.aux_dropout, self.activation,
@@ -204,10 +178,9 @@ class GoogLeNet(nn.Module):
     with_aux = self.aux_logits and (train or self.is_initializing())
     for i, stage in enumerate(STAGES):
       if i == 1:
-        x = layers.pool(x, self.pool, window=3, stride=2, ceil_mode=True)
+        x = self._pool(3, "pool3")(x)
       elif i == 2:  # Table 1: 3×3/2; torchvision: 2×2/2 (both 7×7 at 224)
-        window = 3 if self.original else 2
-        x = layers.pool(x, self.pool, window=window, stride=2, ceil_mode=True)
+        x = self._pool(3 if self.original else 2, "pool4")(x)
       for name in stage:
         x = Inception(MODULES[name], 5 if self.original else 3, not self.original,
                       self.activation, self.negative_slope, self.dtype,

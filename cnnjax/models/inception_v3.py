@@ -49,7 +49,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.models import layers
-from cnnjax.models.googlenet import BasicConv2d, check_input_size
+from cnnjax.models.googlenet import check_input_size
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "Szegedy et al. 2016, CVPR, Table 1, Figs. 5-7 and 10"
@@ -58,22 +58,23 @@ BN_EPS = 1e-3
 MIN_INPUT = 75
 
 
-class _Module(nn.Module):
+class _Module(layers.Options):
   """Fields shared by the mixed modules; ``conv`` builds a ``BasicConv2d`` with them."""
 
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
   pool: str = "max"
-  dtype: Any = jnp.float32
 
   def conv(self, name: str, features: int, kernel, strides: int = 1, padding=0):
-    return BasicConv2d(features, kernel, strides, padding, bn_eps=BN_EPS,
-                       activation=self.activation, negative_slope=self.negative_slope,
-                       dtype=self.dtype, name=name)
+    return layers.BasicConv2d(features, kernel, strides, padding, bn_eps=BN_EPS,
+                              activation=self.activation, negative_slope=self.negative_slope,
+                              dtype=self.dtype, name=name)
 
+  def avg3(self, x):
+    """The 3×3/1 average pool before a ``branch_pool`` conv (torchvision's functional one)."""
+    return layers.Pool("avg", 3, 1, padding=1, name="branch_pool_avg")(x)
 
-def _avg3(x):
-  return layers.pool(x, "avg", window=3, stride=1, padding=1)
+  def reduce(self, x):
+    """The 3×3/2 pool branch of a grid reduction."""
+    return layers.Pool(self.pool, 3, 2, name="branch_pool")(x)
 
 
 class InceptionA(_Module):
@@ -89,7 +90,7 @@ class InceptionA(_Module):
     b3 = self.conv("branch3x3dbl_1", 64, 1)(x, train)
     b3 = self.conv("branch3x3dbl_2", 96, 3, padding=1)(b3, train)
     b3 = self.conv("branch3x3dbl_3", 96, 3, padding=1)(b3, train)
-    bp = self.conv("branch_pool", self.pool_features, 1)(_avg3(x), train)
+    bp = self.conv("branch_pool", self.pool_features, 1)(self.avg3(x), train)
     return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
@@ -102,7 +103,7 @@ class InceptionB(_Module):
     bd = self.conv("branch3x3dbl_1", 64, 1)(x, train)
     bd = self.conv("branch3x3dbl_2", 96, 3, padding=1)(bd, train)
     bd = self.conv("branch3x3dbl_3", 96, 3, strides=2)(bd, train)
-    bp = layers.pool(x, self.pool, window=3, stride=2)
+    bp = self.reduce(x)
     return jnp.concatenate([b3, bd, bp], axis=-1)
 
 
@@ -122,7 +123,7 @@ class InceptionC(_Module):
     for i, (kernel, pad) in enumerate((col, row, col), start=2):
       bd = self.conv(f"branch7x7dbl_{i}", c7, kernel, padding=pad)(bd, train)
     bd = self.conv("branch7x7dbl_5", 192, row[0], padding=row[1])(bd, train)
-    bp = self.conv("branch_pool", 192, 1)(_avg3(x), train)
+    bp = self.conv("branch_pool", 192, 1)(self.avg3(x), train)
     return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
@@ -137,7 +138,7 @@ class InceptionD(_Module):
     b7 = self.conv("branch7x7x3_2", 192, (1, 7), padding=(0, 3))(b7, train)
     b7 = self.conv("branch7x7x3_3", 192, (7, 1), padding=(3, 0))(b7, train)
     b7 = self.conv("branch7x7x3_4", 192, 3, strides=2)(b7, train)
-    bp = layers.pool(x, self.pool, window=3, stride=2)
+    bp = self.reduce(x)
     return jnp.concatenate([b3, b7, bp], axis=-1)
 
 
@@ -155,7 +156,7 @@ class InceptionE(_Module):
     b3 = split(self.conv("branch3x3_1", 384, 1)(x, train), "branch3x3_2")
     bd = self.conv("branch3x3dbl_1", 448, 1)(x, train)
     bd = split(self.conv("branch3x3dbl_2", 384, 3, padding=1)(bd, train), "branch3x3dbl_3")
-    bp = self.conv("branch_pool", 192, 1)(_avg3(x), train)
+    bp = self.conv("branch_pool", 192, 1)(self.avg3(x), train)
     return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
 
@@ -167,7 +168,7 @@ class InceptionAux(_Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     if min(x.shape[1:3]) >= 17:
-      x = layers.pool(x, "avg", window=5, stride=3)  # torchvision: 17×17 → 5×5
+      x = layers.Pool("avg", 5, 3, name="pool")(x)  # torchvision: 17×17 → 5×5
     else:
       x = layers.adaptive_avg_pool(x, (5, 5))  # deviation: lets small inputs through
     x = self.conv("conv0", 128, 1)(x, train)
@@ -193,31 +194,28 @@ STAGES = (
 AUX_AFTER = "Mixed_6e"
 
 
-class InceptionV3(nn.Module):
+class InceptionV3(layers.Options):
   """Inception v3 in torchvision's layout (see the module docstring)."""
 
   num_classes: int = 1000
   aux_logits: bool = True
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
   pool: str = "max"
   dropout: float = 0.5
-  dtype: Any = jnp.float32
 
   def _common(self) -> dict[str, Any]:
     return dict(activation=self.activation, negative_slope=self.negative_slope, pool=self.pool,
                 dtype=self.dtype)
 
   def _stem(self, x, train: bool):
-    conv = functools.partial(BasicConv2d, bn_eps=BN_EPS, activation=self.activation,
+    conv = functools.partial(layers.BasicConv2d, bn_eps=BN_EPS, activation=self.activation,
                              negative_slope=self.negative_slope, dtype=self.dtype)
     x = conv(32, 3, strides=2, name="Conv2d_1a_3x3")(x, train)
     x = conv(32, 3, name="Conv2d_2a_3x3")(x, train)
     x = conv(64, 3, padding=1, name="Conv2d_2b_3x3")(x, train)
-    x = layers.pool(x, self.pool, window=3, stride=2)
+    x = layers.Pool(self.pool, 3, 2, name="maxpool1")(x)
     x = conv(80, 1, name="Conv2d_3b_1x1")(x, train)
     x = conv(192, 3, name="Conv2d_4a_3x3")(x, train)
-    return layers.pool(x, self.pool, window=3, stride=2)
+    return layers.Pool(self.pool, 3, 2, name="maxpool2")(x)
 
   @nn.compact
   def __call__(self, x, train: bool = False):

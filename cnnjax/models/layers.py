@@ -1,4 +1,6 @@
-"""Building blocks shared by the model families: activations, pooling, LRN.
+"""Building blocks shared by the model families: the option fields every family takes,
+convolution (with its CPU lowering) and its initialiser, BatchNorm with PyTorch's defaults,
+the Inception conv block, activations, pooling (one module, ``Pool``), LRN.
 
 Pooling and padding follow PyTorch's conventions (explicit symmetric padding, ``ceil_mode``,
 adaptive average pooling) so that torchvision weights give the same numbers here.
@@ -9,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +36,12 @@ ACTIVATIONS: dict[str, Callable[..., Array]] = {
 
 POOLS = ("max", "avg")
 
+Conv = kernels.Conv  # nn.Conv with cnnjax's CPU lowering (kernels.py); same parameters
+# torchvision's kaiming_normal_(mode='fan_out', nonlinearity='relu'): an untruncated normal.
+CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# PyTorch's BatchNorm2d: momentum 0.1 (flax's 0.9 is the running average's keep) and eps 1e-5.
+BN_MOMENTUM, BN_EPS = 0.9, 1e-5
+
 
 def activation(name: str, negative_slope: float = DEFAULT_NEGATIVE_SLOPE) -> Callable[[Array], Array]:
   """Returns the activation function ``name``; ``negative_slope`` is leaky ReLU's α."""
@@ -41,6 +50,28 @@ def activation(name: str, negative_slope: float = DEFAULT_NEGATIVE_SLOPE) -> Cal
   if name == "leaky_relu":
     return functools.partial(nn.leaky_relu, negative_slope=negative_slope)
   return ACTIVATIONS[name]
+
+
+class Options(nn.Module):
+  """The option fields every family takes, declared once (a family adds its own, e.g. ``pool``
+  and ``dropout``, whose defaults differ): the activation, leaky ReLU's slope and the compute
+  precision (parameters stay float32)."""
+
+  activation: str = "relu"
+  negative_slope: float = DEFAULT_NEGATIVE_SLOPE
+  dtype: Any = jnp.float32
+
+  def act(self) -> Callable[[Array], Array]:
+    return activation(self.activation, self.negative_slope)
+
+
+def batch_norm(train: bool, dtype: Any, name: str, *, epsilon: float = BN_EPS,
+               zero_scale: bool = False) -> nn.BatchNorm:
+  """BatchNorm with PyTorch's defaults; ``zero_scale`` starts its scale at 0 (a residual
+  branch that begins as nothing)."""
+  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=epsilon,
+                      dtype=dtype, name=name,
+                      scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
 
 
 def check_pool(kind: str) -> str:
@@ -128,3 +159,31 @@ class Pool(nn.Module):
 
   def __call__(self, x: Array) -> Array:
     return pool(x, self.kind, self.window, self.stride, self.padding, self.ceil_mode)
+
+
+class BasicConv2d(nn.Module):
+  """Conv → BatchNorm → activation, the Inception networks' block (torchvision's
+  ``BasicConv2d``); ``use_bn=False``: conv + bias → activation (GoogLeNet's original form).
+
+  Submodules are ``conv`` and ``bn``, as torchvision names them.
+  """
+
+  features: int
+  kernel_size: int | tuple[int, int]
+  strides: int = 1
+  padding: int | tuple[int, int] = 0
+  use_bn: bool = True
+  bn_eps: float = 1e-3
+  activation: str = "relu"
+  negative_slope: float = DEFAULT_NEGATIVE_SLOPE
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    k = self.kernel_size
+    k = (k, k) if isinstance(k, int) else tuple(k)
+    x = Conv(self.features, k, self.strides, padding=conv_padding(self.padding),
+             use_bias=not self.use_bn, dtype=self.dtype, name="conv")(x)
+    if self.use_bn:
+      x = batch_norm(train, self.dtype, "bn", epsilon=self.bn_eps)(x)
+    return activation(self.activation, self.negative_slope)(x)

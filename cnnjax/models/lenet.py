@@ -96,15 +96,12 @@ class PartialConv(nn.Module):
     return y + b.astype(self.dtype)
 
 
-class LeNet5(nn.Module):
+class LeNet5(layers.Options):
   """LeNet-5 (see the module docstring for the two forms)."""
 
   num_classes: int = 10
   original: bool = False
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
   pool: str = "max"
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -112,14 +109,14 @@ class LeNet5(nn.Module):
     x = x.astype(self.dtype)
     if self.original:
       return self._original(x)
-    act = layers.activation(self.activation, self.negative_slope)
-    x = act(kernels.Conv(6, (5, 5), padding=layers.conv_padding(2), dtype=self.dtype,
-                         name="conv1")(x))
+    act = self.act()
+    x = act(layers.Conv(6, (5, 5), padding=layers.conv_padding(2), dtype=self.dtype,
+                        name="conv1")(x))
     self.sow("intermediates", "stem", x)
-    x = layers.pool(x, self.pool, window=2, stride=2)
+    x = layers.Pool(self.pool, 2, 2, name="pool1")(x)
     self.sow("intermediates", "stage1", x)
-    x = act(kernels.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="conv2")(x))
-    x = layers.pool(x, self.pool, window=2, stride=2)
+    x = act(layers.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="conv2")(x))
+    x = layers.Pool(self.pool, 2, 2, name="pool2")(x)
     self.sow("intermediates", "stage2", x)
     x = x.reshape(x.shape[0], -1)
     x = act(nn.Dense(120, dtype=self.dtype, name="fc1")(x))
@@ -129,18 +126,17 @@ class LeNet5(nn.Module):
 
   def _original(self, x):
     # The 1998 form uses the scaled tanh unless another activation is asked for explicitly.
-    act = scaled_tanh if self.activation == "relu" else layers.activation(
-        self.activation, self.negative_slope)
+    act = scaled_tanh if self.activation == "relu" else self.act()
     pool = "avg" if self.pool == "max" else self.pool
     x = jnp.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)])  # 28×28 digits centred in 32×32
-    x = act(kernels.Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))
+    x = act(layers.Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))
     self.sow("intermediates", "stem", x)
     x = act(TrainableSubsampling(pool, self.dtype, name="s2")(x))
     self.sow("intermediates", "stage1", x)
     x = act(PartialConv(dtype=self.dtype, name="c3")(x))
     x = act(TrainableSubsampling(pool, self.dtype, name="s4")(x))
     self.sow("intermediates", "stage2", x)
-    x = act(kernels.Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))
+    x = act(layers.Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))
     x = x.reshape(x.shape[0], -1)
     x = act(nn.Dense(84, dtype=self.dtype, name="f6")(x))
     self.sow("intermediates", "pre_logits", x)

@@ -49,28 +49,23 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import UserError, unknown
-from cnnjax.models import kernels, layers
+from cnnjax.models import layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "He et al. 2016, Deep Residual Learning for Image Recognition, CVPR, Table 1"
 CIFAR_PAPER = "He et al. 2016, Deep Residual Learning for Image Recognition, CVPR, §4.2"
 
-# torchvision: kaiming_normal_(mode='fan_out', nonlinearity='relu'), an untruncated normal.
-CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
 SHORTCUTS = ("A", "B")
 
 
 def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
-  return kernels.Conv(features, (kernel, kernel), (strides, strides),
-                      padding=layers.conv_padding(kernel // 2), use_bias=False,
-                      kernel_init=CONV_INIT, dtype=dtype, name=name)
+  return layers.Conv(features, (kernel, kernel), (strides, strides),
+                     padding=layers.conv_padding(kernel // 2), use_bias=False,
+                     kernel_init=layers.CONV_INIT, dtype=dtype, name=name)
 
 
 def _bn(train: bool, dtype: Any, name: str, zero: bool = False) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
-                      scale_init=nn.initializers.zeros if zero else nn.initializers.ones,
-                      name=name)
+  return layers.batch_norm(train, dtype, name, zero_scale=zero)
 
 
 def shortcut_a(x, features: int, strides: int):
@@ -161,7 +156,7 @@ def _head(model: nn.Module, x):
   return nn.Dense(model.num_classes, dtype=model.dtype, name="fc")(x).astype(jnp.float32)
 
 
-class ResNet(nn.Module):
+class ResNet(layers.Options):
   """The ImageNet ResNets of Table 1 (see the module docstring)."""
 
   num_classes: int = 1000
@@ -170,23 +165,20 @@ class ResNet(nn.Module):
   widths: Sequence[int] = (64, 128, 256, 512)
   original: bool = False
   zero_init_residual: bool = False
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
   pool: str = "max"
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    act = layers.activation(self.activation, self.negative_slope)
+    act = self.act()
     x = _conv(64, 7, 2, self.dtype, "conv1")(x.astype(self.dtype))
     x = act(_bn(train, self.dtype, "bn1")(x))
-    x = layers.pool(x, self.pool, window=3, stride=2, padding=1)
+    x = layers.Pool(self.pool, 3, 2, padding=1, name="maxpool")(x)
     self.sow("intermediates", "stem", x)
     x = _stages(self, x, train, act, shortcut="B", original=self.original)
     return _head(self, x)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(layers.Options):
   """The CIFAR-10 ResNets of §4.2 (see the module docstring)."""
 
   num_classes: int = 10
@@ -195,15 +187,12 @@ class CifarResNet(nn.Module):
   widths: Sequence[int] = (16, 32, 64)
   shortcut: str = "A"
   zero_init_residual: bool = False
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     if self.shortcut not in SHORTCUTS:
       raise unknown("shortcut option", self.shortcut, SHORTCUTS)
-    act = layers.activation(self.activation, self.negative_slope)
+    act = self.act()
     x = _conv(self.widths[0], 3, 1, self.dtype, "conv1")(x.astype(self.dtype))
     x = act(_bn(train, self.dtype, "bn1")(x))
     self.sow("intermediates", "stem", x)

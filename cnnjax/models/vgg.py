@@ -24,12 +24,11 @@ in the plain and ``_bn`` variants; ``transfer/tv_vgg.py`` maps torchvision's
 
 from __future__ import annotations
 
-from typing import Any
 
 import jax.numpy as jnp
 from flax import linen as nn
 
-from cnnjax.models import kernels, layers
+from cnnjax.models import layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "Simonyan & Zisserman 2015, ICLR, Table 1"
@@ -44,34 +43,29 @@ DEPTHS = {
     "vgg19": (2, 2, 4, 4, 4),  # E
 }
 
-# torchvision's init (He normal, fan-out, for convs; N(0, 0.01) for dense layers).
-CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+# torchvision's init: He normal, fan-out, for convs (layers.CONV_INIT); N(0, 0.01) for dense.
 DENSE_INIT = nn.initializers.normal(0.01)
 
 
-class VGG(nn.Module):
+class VGG(layers.Options):
   """VGG of ``depths`` convs per stage (Table 1); ``batch_norm`` adds BN after each conv."""
 
   depths: tuple[int, ...] = DEPTHS["vgg16"]
   batch_norm: bool = False
   num_classes: int = 1000
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
   pool: str = "max"
   dropout: float = 0.5
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    act = layers.activation(self.activation, self.negative_slope)
+    act = self.act()
     x = x.astype(self.dtype)
     for s, (depth, width) in enumerate(zip(self.depths, WIDTHS), start=1):
       for i in range(1, depth + 1):
-        x = kernels.Conv(width, (3, 3), padding=layers.conv_padding(1), kernel_init=CONV_INIT,
-                         dtype=self.dtype, name=f"conv{s}_{i}")(x)
+        x = layers.Conv(width, (3, 3), padding=layers.conv_padding(1),
+                        kernel_init=layers.CONV_INIT, dtype=self.dtype, name=f"conv{s}_{i}")(x)
         if self.batch_norm:
-          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                           dtype=self.dtype, name=f"bn{s}_{i}")(x)
+          x = layers.batch_norm(train, self.dtype, f"bn{s}_{i}")(x)
         x = act(x)
         if s == 1 and i == 1:
           self.sow("intermediates", "stem", x)

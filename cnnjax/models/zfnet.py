@@ -31,9 +31,7 @@ initialisation is flax's default (LeCun normal, zero biases), not the paper's 1e
 
 from __future__ import annotations
 
-from typing import Any
 
-import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.models import layers
@@ -52,20 +50,17 @@ FIG3 = (
 )
 
 
-class ZFNet(nn.Module):
+class ZFNet(layers.Options):
   """ZFNet (Fig. 3); ``lrn`` adds the contrast normalisation after layers 1 and 2."""
 
   num_classes: int = 1000
   lrn: bool = False
-  activation: str = "relu"
-  negative_slope: float = layers.DEFAULT_NEGATIVE_SLOPE
   pool: str = "max"
   dropout: float = 0.5
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    act = layers.activation(self.activation, self.negative_slope)
+    act = self.act()
     x = x.astype(self.dtype)
     x = conv_trunk(self, x, FIG3, act, ceil_mode=True, lrn=self.lrn, lrn_after_pool=True)
     return classifier(self, x, act, train, dropout_after=True)

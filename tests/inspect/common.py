@@ -12,7 +12,7 @@ def traced(name, size=None, **options):
   spec = models.get_spec(name)
   model = models.create(name, **options)
   shape = (1, size or spec.input_size, size or spec.input_size, spec.channels)
-  return graph.trace(model, graph.abstract_variables(model, shape), shape)
+  return graph.trace(model, models.abstract_variables(model, tuple(shape)), shape)
 
 
 def table(name, size=None, **options):
