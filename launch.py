@@ -14,6 +14,10 @@ for the others, a missing one ends with one line and exit code 3):
 
   python launch.py --config=... --workdir=runs/x --distributed --coordinator=127.0.0.1:12345 \
       --num_processes=2 --process_id=0   # and --process_id=1 in a second shell
+
+A sweep (the experiment file's ``get_sweep(arg)``; every point × seed as its own child run, see
+cnnjax/sweep): ``python launch.py --config=experiments/ablations.py:activation --workdir=DIR
+--sweep [--sweep_workers=2] [--sweep_dry_run] [--sweep_executor=slurm ...]``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from cnnjax.sweep import flags as sweep_flags
 
 MODES = ("train", "eval")
 
@@ -161,6 +167,17 @@ def _initialize_distributed() -> None:
     fail(str(e), EXIT_RUN_FAILED)
 
 
+def _sweep(config) -> None:
+  """--sweep hands the whole command to the sweep runner, which exits."""
+  given = sweep_flags.given_without_sweep()
+  if given:
+    fail(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only read with --sweep.")
+  if FLAGS.mode != "train" or FLAGS.distributed:
+    fail("--sweep runs training runs on one host each: drop --mode and --distributed.")
+  from cnnjax.sweep import cli  # pylint: disable=import-outside-toplevel
+  cli.main(config, FLAGS.workdir, sys.argv, fail)
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     fail(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value.")
@@ -169,6 +186,8 @@ def main(argv: list[str]) -> None:
     fail("--config is required, e.g. --config=experiments/lenet_mnist.py.")
   if FLAGS.workdir is None:
     fail("--workdir is required, e.g. --workdir=runs/lenet.")
+  if FLAGS.sweep or sweep_flags.given_without_sweep():
+    _sweep(config)
   if not FLAGS["verbosity"].present:  # orbax logs every save at INFO; -v 0 brings it back
     logging.set_verbosity(logging.WARNING)
     logging.get_absl_handler().addFilter(_orbax_failures)
