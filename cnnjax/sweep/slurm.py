@@ -18,6 +18,7 @@ import time
 
 import submitit
 
+from cnnjax.errors import UserError
 from cnnjax.sweep import child as child_lib, env as env_lib, results, store
 
 
@@ -77,10 +78,13 @@ class Task(submitit.helpers.Checkpointable):
 def executor(sweep_dir: str, kind: str, options: Options):
   folder = os.path.join(sweep_dir, "submitit", "%j")
   if kind == "submitit_local":
-    ex = submitit.AutoExecutor(folder=folder, cluster="local")
+    ex = submitit.LocalExecutor(folder=folder)
     ex.update_parameters(timeout_min=options.time_min)
     return ex
-  ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+  try:
+    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+  except RuntimeError as e:  # no srun/sbatch here
+    raise UserError(f"--sweep_executor=slurm: {str(e).splitlines()[0]}") from None
   params = {"timeout_min": options.time_min, "name": "cnnjax-sweep",
             "slurm_array_parallelism": options.array_parallelism,
             "slurm_additional_parameters": {"requeue": True}}

@@ -195,6 +195,20 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _check_model(config: ml_collections.ConfigDict) -> None:
+  """The model of a point, built and traced abstractly (as a single run's start-up does), at
+  ``data.image_size`` or the model's natural input size: unknown options fail here."""
+  # pylint: disable=import-outside-toplevel  # JAX and the models, only when expanding
+  from cnnjax import config as config_lib, models
+  from cnnjax.train import resolve
+  config_lib.validate(config)
+  model_spec = models.get_spec(config.model)
+  size = max(config.data.image_size or model_spec.input_size, model_spec.min_input_size)
+  model = models.create(config.model, num_classes=config.num_classes or model_spec.num_classes,
+                        **config.model_options)
+  resolve.check_model_input(model, (1, size, size, config.data.channels or model_spec.channels))
+
+
 def _check_sweep(sweep: Sweep, axes: Axes, config, cli_keys: Iterable[str]) -> None:
   if not axes.points:
     raise UserError("the sweep has no points.")
@@ -226,6 +240,10 @@ def expand(sweep: Sweep, config: ml_collections.ConfigDict,
                       "names (variants).")
     variants[name] = overrides
     point = apply(config, overrides)
+    try:
+      _check_model(point)
+    except UserError as e:
+      raise UserError(f"sweep point {name!r}: {e}") from None
     for seed in sweep.seeds:
       run_config = apply(point, {"seed": seed})
       try:
