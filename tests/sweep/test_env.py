@@ -48,3 +48,23 @@ def test_a_claimed_run_cannot_be_claimed_again(tmp_path):
     with store.claim(str(tmp_path)) as second:
       assert not second
   assert not store.is_claimed(str(tmp_path))
+
+
+def test_points_removed_from_the_sweep_are_listed_and_kept(tmp_path):
+  from cnnjax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from cnnjax.sweep import Sweep, spec  # pylint: disable=import-outside-toplevel
+  config = config_lib.load("experiments/lenet_mnist.py")
+  write = lambda values: store.write_sweep(
+      str(tmp_path), spec.expand(Sweep({"model_options.pool": values}, seeds=(0,)), config),
+      launch="launch.py", config_spec="experiments/lenet_mnist.py", cli_overrides=[],
+      command=["launch.py"])
+  write(["max", "avg"])
+  (tmp_path / "pool=avg" / "seed=0").mkdir(parents=True)
+  sweep = write(["max"])
+  assert sweep["removed"] == ["pool=avg/seed=0"] and (tmp_path / "pool=avg" / "seed=0").is_dir()
+  assert [r["workdir"] for r in sweep["runs"]] == ["pool=max/seed=0"]
+  assert write(["max", "avg"])["removed"] == []  # back in the sweep
+  config.batch_size = 64
+  with pytest.raises(UserError, match=r"holds a sweep of another base config"):
+    store.write_sweep(str(tmp_path), spec.expand(Sweep({"model_options.pool": ["max"]}), config),
+                      launch="launch.py", config_spec="x", cli_overrides=[], command=["x"])
