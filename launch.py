@@ -14,15 +14,22 @@ for the others, a missing one ends with one line and exit code 3):
 
   python launch.py --config=... --workdir=runs/x --distributed --coordinator=127.0.0.1:12345 \
       --num_processes=2 --process_id=0   # and --process_id=1 in a second shell
+
+A sweep (the experiment file's ``get_sweep(arg)``; every point × seed as its own child run, see
+cnnjax/sweep): ``python launch.py --config=experiments/ablations.py:activation --workdir=DIR
+--sweep [--sweep_workers=2] [--sweep_dry_run] [--sweep_executor=slurm ...]``.
 """
 
 from __future__ import annotations
+
+import sys
 
 from absl import flags, logging
 from ml_collections import config_flags
 
 from cnnjax import cli
 from cnnjax.cli import fail
+from cnnjax.sweep import flags as sweep_flags
 
 MODES = ("train", "eval")
 
@@ -55,12 +62,25 @@ def _initialize_distributed() -> None:
                            FLAGS.distributed_timeout_s)
 
 
+def _sweep(config) -> None:
+  """--sweep hands the whole command to the sweep runner, which exits."""
+  given = sweep_flags.given_without_sweep()
+  if given:
+    fail(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} only read with --sweep.")
+  if FLAGS.mode != "train" or FLAGS.distributed:
+    fail("--sweep runs training runs on one host each: drop --mode and --distributed.")
+  from cnnjax.sweep import cli as sweep_cli  # pylint: disable=import-outside-toplevel
+  sweep_cli.main(config, FLAGS.workdir, sys.argv, fail)
+
+
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   config = cli.config_flag()
   if config is None:
     fail("--config is required, e.g. --config=experiments/lenet_mnist.py.")
   cli.require("workdir", hint="e.g. --workdir=runs/lenet")
+  if FLAGS.sweep or sweep_flags.given_without_sweep():
+    _sweep(config)
   cli.quiet_logging()
   _initialize_distributed()
   from cnnjax.train import loop  # pylint: disable=import-outside-toplevel  # imports JAX

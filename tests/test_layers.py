@@ -19,7 +19,7 @@ LAYERS = (
     ("cnnjax.checkpoint", "cnnjax.parallel", "cnnjax.distributed"),
     ("cnnjax.transfer",),
     ("cnnjax.train",),
-    ("cnnjax.inspect", "cnnjax.cli"),
+    ("cnnjax.inspect", "cnnjax.cli", "cnnjax.sweep"),
 )
 TOOLS = "__main__"  # python -m cnnjax.<tool>: command-line edges, at the top with cnnjax.cli
 

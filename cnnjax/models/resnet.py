@@ -18,7 +18,8 @@ parameter-free: the input subsampled with stride 2 and zero-padded with the extr
 ``shortcut='B'`` projects with a 1×1 conv + BatchNorm where the shape changes.
 Parameters, option A: 269,722 / 464,154 / 658,586 / 853,018 / 1,727,962; option B adds the two
 projections (16→32: 576, 32→64: 2,176), 2,752 more: 272,474 / 466,906 / 661,338 / 855,770 /
-1,730,714.
+1,730,714. ``residual=False`` gives the plain networks of Fig. 6 (the same layers without any
+shortcut; with option A the same parameter counts, with B the projections are dropped too).
 
 Deviations, from the paper and from torchvision:
   * Stride placement (bottleneck only): by default the stride sits in the 3×3 conv, as in
@@ -85,11 +86,14 @@ class _Block(nn.Module):
   shortcut: str = "B"      # used only where the shape changes
   zero_init_residual: bool = False
   original: bool = False   # bottleneck: stride in the first 1×1 conv (v1) instead of the 3×3
+  residual: bool = True    # False: the plain block of Fig. 6 (no shortcut at all)
   dtype: Any = jnp.float32
 
   expansion = 1
 
   def _shortcut(self, x, train: bool):
+    if not self.residual:
+      return 0.0
     out = self.features * self.expansion
     if self.strides == 1 and x.shape[-1] == out:
       return x
@@ -186,6 +190,7 @@ class CifarResNet(layers.Options):
   depths: Sequence[int] = (3, 3, 3)
   widths: Sequence[int] = (16, 32, 64)
   shortcut: str = "A"
+  residual: bool = True
   zero_init_residual: bool = False
 
   @nn.compact
@@ -196,7 +201,7 @@ class CifarResNet(layers.Options):
     x = _conv(self.widths[0], 3, 1, self.dtype, "conv1")(x.astype(self.dtype))
     x = act(_bn(train, self.dtype, "bn1")(x))
     self.sow("intermediates", "stem", x)
-    x = _stages(self, x, train, act, shortcut=self.shortcut)
+    x = _stages(self, x, train, act, shortcut=self.shortcut, residual=self.residual)
     return _head(self, x)
 
 

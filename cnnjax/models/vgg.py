@@ -18,7 +18,9 @@ scratch where the paper had to start D and E from a trained A (§3.1).
 
 Layer names are the paper's (as in its Caffe release): ``conv{stage}_{i}`` (``bn{stage}_{i}``),
 ``pool{stage}``, ``fc6``, ``fc7``, ``fc8`` — the rows of the course's VGG-16 table — and the same
-in the plain and ``_bn`` variants; ``transfer/tv_vgg.py`` maps torchvision's
+in the plain and ``_bn`` variants; ``head='gap'`` (the ablations' option, after Lin et al. 2014's
+global average pooling) replaces fc6 and fc7 with a mean over the last stage's map: vgg16 then
+has 15,227,688 parameters (1000 classes) instead of 138,357,544; ``transfer/tv_vgg.py`` maps torchvision's
 ``features.N``/``classifier.N`` onto them. Not included: configurations A-LRN and C (1×1 convs).
 """
 
@@ -28,12 +30,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import linen as nn
 
+from cnnjax.errors import unknown
 from cnnjax.models import layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "Simonyan & Zisserman 2015, ICLR, Table 1"
 
 WIDTHS = (64, 128, 256, 512, 512)
+HEADS = ("fc", "gap")
 
 # Table 1: convolutions per stage of configurations A, B, D, E.
 DEPTHS = {
@@ -55,6 +59,7 @@ class VGG(layers.Options):
   num_classes: int = 1000
   pool: str = "max"
   dropout: float = 0.5
+  head: str = "fc"  # fc: fc6-fc7-fc8 (the paper's) | gap: global average pooling, then fc8
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -71,6 +76,13 @@ class VGG(layers.Options):
           self.sow("intermediates", "stem", x)
       x = layers.Pool(self.pool, 2, 2, name=f"pool{s}")(x)
       self.sow("intermediates", f"stage{s}", x)
+    if self.head not in HEADS:
+      raise unknown("head", self.head, HEADS)
+    if self.head == "gap":
+      x = jnp.mean(x, axis=(1, 2))
+      self.sow("intermediates", "pre_logits", x)
+      return nn.Dense(self.num_classes, kernel_init=DENSE_INIT, dtype=self.dtype,
+                      name="fc8")(x).astype(jnp.float32)
     x = layers.adaptive_avg_pool(x, (7, 7))
     x = x.reshape(x.shape[0], -1)
     for name in ("fc6", "fc7"):

@@ -78,8 +78,10 @@ def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
     raise UserError(f"the config holds a value JSON can't store: {e}") from None
 
 
-def _check_names(config: ml_collections.ConfigDict) -> None:
-  """The names the config's values must be among, before any data is opened."""
+def check(config: ml_collections.ConfigDict) -> None:
+  """Every check that needs only the config: ``config.validate``'s values, then the names they
+  must be among (model and its options, optimizer, schedule), before any data is opened."""
+  config_lib.validate(config)
   models.check_options(config.model, **config.model_options)
   if config.optimizer.name not in optim.OPTIMIZERS:
     raise unknown("optimizer", config.optimizer.name, optim.OPTIMIZERS)
@@ -148,8 +150,7 @@ def _loop_options(config) -> LoopOptions:
 def resolve(config: ml_collections.ConfigDict,
             devices: Sequence[jax.Device] | None = None) -> Run:
   """Resolves and checks the whole run: no file is written, nothing is compiled."""
-  config_lib.validate(config)
-  _check_names(config)
+  check(config)
   as_json = _as_json(config)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)

@@ -30,6 +30,14 @@ OPTION_PARAMS = [
     ("lenet5", dict(original=True), 60_000),
     ("alexnet", dict(original=True), 60_965_224),
     ("resnet50", dict(original=True), 25_557_032),
+    # The ablations' options (experiments/ablations.py).
+    ("lenet5", dict(dropout=0.5), 61_706),
+    ("lenet5", dict(batch_norm=True), 62_158),
+    ("resnet20", dict(residual=False), 269_722),
+    ("resnet56", dict(residual=False), 853_018),
+    ("resnet20", dict(residual=False, shortcut="B"), 269_722),
+    ("vgg16", dict(head="gap"), 15_227_688),
+    ("vgg11_bn", dict(head="gap", num_classes=10), 9_231_114),
 ]
 
 
@@ -180,3 +188,21 @@ def test_unknown_model_and_option_are_one_clear_line():
 
 def test_options_set_to_none_keep_the_defaults():
   assert models.create("lenet5", activation=None, pool=None).activation == "relu"
+
+
+def test_the_ablation_options_train_and_evaluate():
+  """LeNet-5's BatchNorm moves its statistics in train mode, dropout is off in eval mode, and a
+  plain CIFAR net (no shortcuts) differs from the residual one with the same weights."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 28, 28, 1)), jnp.float32)
+  model = models.create("lenet5", batch_norm=True, dropout=0.5)
+  variables = model.init(jax.random.key(0), x, train=False)
+  apply = lambda key: model.apply(variables, x, train=True, rngs={"dropout": key},
+                                  mutable=["batch_stats"])
+  (a, new), (b, _) = apply(jax.random.key(1)), apply(jax.random.key(2))
+  assert not np.allclose(a, b)  # dropout is on in train mode
+  assert not np.allclose(new["batch_stats"]["bn1"]["mean"], 0)
+  assert np.allclose(model.apply(variables, x), model.apply(variables, x))
+  x32 = jnp.ones((1, 32, 32, 3))
+  plain, residual = models.create("resnet20", residual=False), models.create("resnet20")
+  variables = residual.init(jax.random.key(0), x32)
+  assert not np.allclose(plain.apply(variables, x32), residual.apply(variables, x32))

@@ -1,0 +1,181 @@
+"""Running a sweep's runs on this machine, N at a time, each as its own child process.
+
+Finished runs (result.json ``done`` with the run's config hash) are skipped; unfinished ones
+resume from their checkpoints (the child does that); failed ones are retried up to
+``retries`` times; runs another process has claimed are left to it. SIGTERM/SIGINT to the sweep
+are passed on to the children as SIGTERM (each saves, as a single run does); the sweep waits for
+them and exits 128 + signal, and the same command carries on. results.csv is rewritten as each
+run ends, and the whole report (summary, plots, mean curves) at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from cnnjax.sweep import child as child_lib, env as env_lib, results, store
+
+POLL_S = 0.25
+
+
+@dataclasses.dataclass
+class Progress:
+  """Counts for the status line."""
+
+  total: int
+  done: int = 0
+  failed: int = 0
+  elsewhere: int = 0
+  walls: list[float] = dataclasses.field(default_factory=list)
+
+  def line(self, running: int, pending: int, workers: int) -> str:
+    eta = "?"
+    if self.walls:
+      left = sum(self.walls) / len(self.walls) * (pending + running / 2) / max(workers, 1)
+      eta = f"{int(left // 60)}m{int(left % 60):02d}s"
+    extra = f", {self.elsewhere} on other hosts" if self.elsewhere else ""
+    return (f"sweep: {self.done}/{self.total} done, {running} running, {self.failed} failed, "
+            f"{pending} pending{extra}; eta {eta}")
+
+
+class _Signals:
+  """Records SIGTERM/SIGINT while the sweep runs (the children are told in the loop)."""
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def __enter__(self):
+    for s in (signal.SIGTERM, signal.SIGINT):
+      self._previous[s] = signal.signal(s, self._record)
+    return self
+
+  def __exit__(self, *exc):
+    for s, h in self._previous.items():
+      signal.signal(s, h)
+
+  def _record(self, signum, frame):
+    del frame
+    if self.signum is None:
+      self.signum = signum
+      os.write(2, f"\n{signal.Signals(signum).name}: stopping the running runs (each saves a "
+                  "checkpoint); run the same command again to carry on.\n".encode())
+
+
+class _Status:
+  def __init__(self, stream):
+    self.stream = stream
+    self.tty = stream.isatty()
+    self.last = None
+
+  def show(self, text: str) -> None:
+    if text == self.last:
+      return
+    self.last = text
+    if self.tty:
+      self.stream.write("\r\033[K" + text)
+    else:
+      self.stream.write(text + "\n")
+    self.stream.flush()
+
+  def close(self) -> None:
+    if self.tty and self.last:
+      self.stream.write("\n")
+
+
+def run(sweep_dir: str, sweep: dict, slots: Sequence[env_lib.Slot], retries: int = 1,
+        stream=None) -> int:
+  """Runs every run of ``sweep`` not yet done; returns the exit code (0 all done, 3 some failed,
+  128 + signal when stopped)."""
+  stream = stream or sys.stderr
+  entries = sweep["runs"]
+  todo = [e for e in seed_major(entries) if not store.is_done(
+      os.path.join(sweep_dir, e["workdir"]), e["config_hash"])]
+  progress = Progress(total=len(entries), done=len(entries) - len(todo))
+  attempts = {e["workdir"]: 0 for e in todo}
+  free, running = list(slots), {}
+  failures: dict[str, str] = {}
+  status = _Status(stream)
+  with _Signals() as signals:
+    while todo or running:
+      if signals.signum is not None:
+        _stop_all(running)
+        break
+      while todo and free:
+        entry, slot = todo.pop(0), free.pop(0)
+        attempts[entry["workdir"]] += 1
+        c = child_lib.Child(entry, sweep_dir, slot, attempts[entry["workdir"]], sweep.get("cwd"))
+        if not c.claimed:
+          progress.elsewhere += 1
+          free.insert(0, slot)
+          continue
+        running[entry["workdir"]] = c
+      status.show(progress.line(len(running), len(todo), len(slots)))
+      time.sleep(POLL_S)
+      for workdir, c in list(running.items()):
+        rc = c.poll()
+        if rc is None:
+          continue
+        del running[workdir]
+        free.append(c.slot)
+        _ended(c, rc, todo, attempts, retries, progress, failures, signals)
+        results.write_results(sweep_dir, sweep)
+    status.show(progress.line(len(running), len(todo), len(slots)))
+    status.close()
+  return _finish(sweep_dir, sweep, failures, signals.signum, progress, stream)
+
+
+def seed_major(entries: Sequence[dict]) -> list[dict]:
+  """Every variant's first seed, then every variant's second, ...: the later seeds of a variant
+  then start after its first has compiled, and load their programs from the cache."""
+  count: dict[str, int] = {}
+  keyed = []
+  for i, e in enumerate(entries):
+    count[e["variant"]] = count.get(e["variant"], 0) + 1
+    keyed.append((count[e["variant"]], i, e))
+  return [e for _, _, e in sorted(keyed, key=lambda t: t[:2])]
+
+
+def _ended(c, rc, todo, attempts, retries, progress, failures, signals) -> None:
+  workdir = c.entry["workdir"]
+  if rc == 0:
+    progress.done += 1
+    progress.walls.append(store.read_result(c.run_dir).get("wall_s", 0.0))
+    failures.pop(workdir, None)
+  elif rc in child_lib.STOPPED and signals.signum is not None:
+    pass  # saved; the rerun resumes it
+  elif attempts[workdir] <= retries:
+    todo.append(c.entry)  # retried after the others
+  else:
+    progress.failed += 1
+    failures[workdir] = f"exit {rc}: {store.last_error(c.run_dir)}"
+
+
+def _stop_all(running: dict) -> None:
+  for c in running.values():
+    c.stop()
+  for c in running.values():
+    c.wait()
+
+
+def _finish(sweep_dir, sweep, failures, signum, progress, stream) -> int:
+  results.write_results(sweep_dir, sweep)
+  if signum is not None:
+    print(f"stopped: {progress.done} of {progress.total} runs done; run the same command again to "
+          "carry on.", file=stream)
+    return 128 + signum
+  from cnnjax.sweep import report  # pylint: disable=import-outside-toplevel  # matplotlib
+  report.write_all(sweep_dir, sweep)
+  for workdir, line in failures.items():
+    print(f"failed: {workdir} ({line}); log: {os.path.join(sweep_dir, workdir, store.LOG)}",
+          file=stream)
+  if progress.elsewhere:
+    print(f"{progress.elsewhere} run(s) were claimed by other processes; their results join the "
+          "report when they end (python -m cnnjax.sweep report DIR).", file=stream)
+  print(f"sweep: {progress.done} of {progress.total} runs done; summary in "
+        f"{os.path.join(sweep_dir, 'summary.md')}", file=stream)
+  return 3 if failures else 0
