@@ -15,6 +15,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -142,11 +143,20 @@ uint8_t* Grow(std::vector<uint8_t>& v, size_t bytes) {
 
 std::atomic<int> in_flight{0};
 
+// $CNNJAX_ONEDNN_THREADS: a fixed team size per call (to measure the choice), 0 = adaptive.
+int FixedThreads() {
+  static int fixed = [] {
+    const char* v = std::getenv("CNNJAX_ONEDNN_THREADS");
+    return v ? std::max(0, std::atoi(v)) : 0;
+  }();
+  return fixed;
+}
+
 struct Threads {
   int n;
   Threads() {
     int running = ++in_flight;
-    n = std::max(1, omp_get_num_procs() / running);
+    n = FixedThreads() ? FixedThreads() : std::max(1, omp_get_num_procs() / running);
     omp_set_num_threads(n);
   }
   ~Threads() { --in_flight; }
