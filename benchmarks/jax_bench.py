@@ -21,7 +21,7 @@ import optax
 from benchmarks import hardware, timing
 from benchmarks.cases import Case, CaseError
 from cnnjax import parallel
-from cnnjax.models import registry
+from cnnjax.models import kernels, registry
 from cnnjax.train import state as state_lib
 from cnnjax.train import step as step_lib
 
@@ -60,6 +60,14 @@ def _flops(compiled) -> float | None:
     cost = cost[0] if cost else None
   flops = (cost or {}).get("flops")
   return float(flops) if flops and flops > 0 else None
+
+
+def _reference_flops(case: Case, state, batch, key) -> float | None:
+  """The step's FLOPs counted on XLA's own ops: XLA's cost analysis counts none inside the
+  FFI custom calls the oneDNN lowering makes."""
+  with kernels.reference_ops():
+    _, _, _, step, _ = _setup(case)
+    return _flops(step.lower(state, batch, key).compile())
 
 
 def _compile(jitted, *args) -> tuple[object, float, float]:
@@ -147,7 +155,9 @@ def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps
   train = timing.summarize(timing.timed_steps(run_train, min_time, min_steps, max_steps),
                            case.batch)
   n = mesh.devices.size
-  per_device = _flops(compiled)  # XLA's cost analysis counts one device's share of the step
+  # XLA's cost analysis counts one device's share of the step
+  per_device = (_reference_flops(case, holder["state"], batch, key)
+                if kernels.mode() == "onednn" else _flops(compiled))
   flops = per_device * n if per_device else None
   peak, peak_source = hardware.peak_flops(case.dtype)
   peak *= n
@@ -155,6 +165,7 @@ def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps
       "framework": "jax", "version": f"jax {jax.__version__}", "case": case.label,
       "model": case.model, "batch": case.batch, "size": case.size, "dtype": case.dtype,
       "device": hardware.device_name(device), "devices": mesh.devices.size,
+      "cpu_kernels": kernels.mode() if device.platform == "cpu" else None,
       "lower_s": lower_s, "compile_s": compile_s, "train": train,
       "train_flops_per_step": flops, "peak_flops": peak, "peak_source": peak_source,
   }

@@ -140,6 +140,10 @@ def main(argv):
       if "error" in r:
         print(f"error: {r['error']}", file=sys.stderr)
   lines = _rows(results)
+  lowering = {r.get("jax", {}).get("cpu_kernels") for r in results.values()} - {None}
+  if lowering:
+    lines.append(f"\ncnnjax's CPU lowering: {', '.join(sorted(lowering))} "
+                 "(CNNJAX_CPU_KERNELS=onednn|taps|xla)")
   if FLAGS.pipeline and all(_installed(m) for m in ("grain", "tensorflow_datasets")):
     lines += _pipeline(results)
   print("\n".join(lines))

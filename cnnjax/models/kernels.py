@@ -10,12 +10,28 @@ measures each case; the README's Performance section has the numbers):
   32×32 input): XLA's convolution and its input gradient take ~40 ms each where the same sums
   as one matmul per kernel tap take 2–5 ms.
 
+* every other convolution's kernel gradient, which XLA:CPU computes over activations transposed
+  to [C, H, W, N], and convolutions with 1–16 channels or strides (Eigen, not YNNPACK).
+
+``CNNJAX_CPU_KERNELS`` chooses the CPU lowering (read at trace time):
+
+* ``onednn`` (the default when available): every float32 (and, where the CPU has native
+  bfloat16, bfloat16) 2-D convolution — forward, input and kernel gradient — runs as oneDNN
+  primitives through XLA's FFI (``cnnjax/models/onednn/``; compiled on first use, see build.py),
+  max pooling as strided slices;
+* ``taps``: the pure-JAX formulations (max pooling as slices, per-tap matmuls on tiny maps);
+  the default when the oneDNN extension cannot be built (one notice line on stderr says why);
+* ``xla``: XLA's own ops (to compare, or to rule the others out).
+
 Each formulation computes the same sums as the convolution, so results agree to float32
-rounding (tests/models/test_kernels.py); max pooling differs only in how the gradient is split
-among exactly tied maxima (evenly here, to one element in ``reduce_window``), which after a ReLU
-happens only at zeros, whose gradient is zero anyway. Accelerators keep XLA's own lowering:
-``jax.lax.platform_dependent`` lowers the CPU branch only for CPU. ``CNNJAX_CPU_KERNELS=xla``
-turns the formulations off (to compare, or to rule them out).
+rounding (tests/models/test_kernels.py, test_onednn.py); max pooling differs only in how the
+gradient is split among exactly tied maxima (evenly here, to one element in ``reduce_window``),
+which after a ReLU happens only at zeros, whose gradient is zero anyway. Accelerators keep XLA's
+own lowering: ``jax.lax.platform_dependent`` lowers the CPU branch only for CPU.
+
+The oneDNN extension is built and its FFI targets registered when this module is imported
+(unless ``CNNJAX_CPU_KERNELS`` is ``taps`` or ``xla``), before anything compiles or loads from
+JAX's persistent compilation cache, which may hold programs that call them.
 """
 
 from __future__ import annotations
@@ -31,17 +47,44 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
+from cnnjax.models.onednn import build as onednn_build
+from cnnjax.models.onednn import conv as onednn_conv
+
 Pads = tuple[tuple[int, int], tuple[int, int]]
 NHWC = ("NHWC", "HWIO", "NHWC")
 ENV = "CNNJAX_CPU_KERNELS"
+MODES = ("onednn", "taps", "xla")
 
 
 _REFERENCE = contextvars.ContextVar("cnnjax_reference_ops", default=False)
 
 
+def _requested() -> str:
+  value = os.environ.get(ENV, "").strip().lower()
+  if value in ("", "fast"):  # "fast": the name of the default before there was a choice
+    return ""
+  if value not in MODES:
+    raise ValueError(f"{ENV}={value!r} is not one of {', '.join(MODES)}")
+  return value
+
+
+def mode() -> str:
+  """The CPU lowering in use: ``onednn``, ``taps`` or ``xla`` (read at trace time)."""
+  if _REFERENCE.get():
+    return "xla"
+  requested = _requested()
+  if requested in ("taps", "xla"):
+    return requested
+  return "onednn" if onednn_build.load() is not None else "taps"
+
+
 def enabled() -> bool:
-  """Whether CPU formulations are used (read at trace time; ``CNNJAX_CPU_KERNELS=xla``: no)."""
-  return not _REFERENCE.get() and os.environ.get(ENV, "fast") != "xla"
+  """Whether CPU formulations are used (``CNNJAX_CPU_KERNELS=xla``: no)."""
+  return mode() != "xla"
+
+
+if _requested() not in ("taps", "xla"):
+  onednn_build.load()  # registers the FFI targets before any compilation or cache load
 
 
 @contextlib.contextmanager
@@ -172,20 +215,56 @@ def _explicit_pads(padding) -> Pads | None:
   return pads if len(pads) == 2 and all(len(p) == 2 for p in pads) else None
 
 
+def _onednn_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                 dimension_numbers, feature_group_count, batch_group_count,
+                 preferred_element_type) -> onednn_conv.Spec | None:
+  """The oneDNN convolution computing this ``lax.conv_general_dilated``, or None if it is not
+  one oneDNN takes here (dtype, layout, base dilation, batch groups, negative padding)."""
+  dtypes = (jnp.float32, jnp.bfloat16) if onednn_build.supports_bf16() else (jnp.float32,)
+  if not (lhs.ndim == 4 and lhs.dtype == rhs.dtype and any(lhs.dtype == d for d in dtypes)
+          and batch_group_count == 1 and preferred_element_type in (None, lhs.dtype)
+          and (lhs_dilation is None or tuple(lhs_dilation) == (1, 1))
+          and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+          == lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC)
+          and lhs.shape[3] == rhs.shape[2] * feature_group_count
+          and rhs.shape[3] % feature_group_count == 0):
+    return None
+  strides = tuple(int(s) for s in window_strides)
+  dilation = (1, 1) if rhs_dilation is None else tuple(int(d) for d in rhs_dilation)
+  if isinstance(padding, str):
+    dilated = [d * (k - 1) + 1 for d, k in zip(dilation, rhs.shape[:2])]
+    padding = lax.padtype_to_pads(lhs.shape[1:3], dilated, strides, padding)
+  pads = tuple(tuple(int(p) for p in pair) for pair in padding)
+  if len(pads) != 2 or any(p < 0 for pair in pads for p in pair):
+    return None
+  spec = onednn_conv.Spec(strides, pads, dilation, int(feature_group_count))
+  return spec if min(onednn_conv.out_shape(lhs.shape, rhs.shape, spec)[1:3]) > 0 else None
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None):
-  """``lax.conv_general_dilated`` (same signature); ``taps_conv`` when lowered for CPU.
+  """``lax.conv_general_dilated`` (same signature); on CPU, oneDNN's convolution or
+  ``taps_conv`` (see ``mode``).
 
-  Only plain float32 NHWC/HWIO stride-1 convolutions for which ``taps_on_cpu`` holds are
-  reformulated; everything else is passed through unchanged.
+  oneDNN takes NHWC/HWIO convolutions with any strides, padding, kernel dilation and groups;
+  ``taps`` only float32 stride-1 ones for which ``taps_on_cpu`` holds. Everything else is passed
+  through unchanged.
   """
   reference = functools.partial(
       lax.conv_general_dilated, window_strides=window_strides, padding=padding,
       lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
       feature_group_count=feature_group_count, batch_group_count=batch_group_count,
       precision=precision, preferred_element_type=preferred_element_type)
-  plain = (enabled() and lhs.ndim == 4 and lhs.dtype == rhs.dtype == jnp.float32
+  lowering = mode()
+  if lowering == "onednn":
+    spec = _onednn_spec(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                        dimension_numbers, feature_group_count, batch_group_count,
+                        preferred_element_type)
+    if spec is not None:
+      return lax.platform_dependent(
+          lhs, rhs, cpu=lambda x, w: onednn_conv.conv(x, w, spec), default=reference)
+  plain = (lowering != "xla" and lhs.ndim == 4 and lhs.dtype == rhs.dtype == jnp.float32
            and tuple(window_strides) == (1, 1) and feature_group_count == 1
            and batch_group_count == 1 and preferred_element_type is None
            and all(d is None or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))

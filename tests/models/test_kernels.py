@@ -106,6 +106,7 @@ def _train_grads(name, size, batch):
 
 
 def test_whole_model_gradients_agree_with_xla(monkeypatch):
+  monkeypatch.setenv(kernels.ENV, "taps")  # oneDNN's: tests/models/test_onednn.py
   fast = _train_grads("resnet18", 32, 4)  # 2×2 and 1×1 stages take the per-tap path
   monkeypatch.setenv(kernels.ENV, "xla")
   slow = _train_grads("resnet18", 32, 4)

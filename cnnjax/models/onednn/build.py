@@ -1,0 +1,133 @@
+"""Compiles conv.cc on first use into a cache, loads it and registers its FFI targets.
+
+The shared library is built with the system's C++ compiler (``$CXX``, default ``g++``) against
+``jax.ffi.include_dir()`` and the oneDNN headers of the ``onednn-devel-cpu-gomp`` package, and
+linked with ``libdnnl.so.3`` from ``onednn-cpu-gomp`` (both install into the environment's
+prefix, ``sys.prefix``; ``$CNNJAX_ONEDNN_ROOT`` names another prefix). It goes into
+``$CNNJAX_KERNEL_CACHE`` (default ``~/.cache/cnnjax/kernels``) under a name keyed by a hash of the
+source, the jaxlib version, the compiler, the flags and the oneDNN prefix, so a changed source or
+an upgraded jaxlib builds anew and never loads a stale library. The build writes a temporary file
+and renames it into place under a file lock: concurrent processes build once and never load a
+half-written file. Any failure (no compiler, no oneDNN, a compile error) prints one notice line on
+stderr and returns None; the caller then keeps the pure-JAX lowering.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import jax
+import jaxlib
+
+VERSION = 1  # in the FFI target names: bump when the handlers' signature changes
+TARGETS = {"fwd": f"cnnjax_onednn_conv_fwd_v{VERSION}",
+           "bwd_data": f"cnnjax_onednn_conv_bwd_data_v{VERSION}",
+           "bwd_weights": f"cnnjax_onednn_conv_bwd_weights_v{VERSION}"}
+_SYMBOLS = {"fwd": "CnnjaxOnednnConvFwd", "bwd_data": "CnnjaxOnednnConvBwdData",
+            "bwd_weights": "CnnjaxOnednnConvBwdWeights"}
+SOURCE = os.path.join(os.path.dirname(__file__), "conv.cc")
+CACHE_ENV = "CNNJAX_KERNEL_CACHE"
+ROOT_ENV = "CNNJAX_ONEDNN_ROOT"
+FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-w")
+
+
+class BuildError(Exception):
+  """Why the extension is not available (one line)."""
+
+
+def cache_dir() -> str:
+  return os.environ.get(CACHE_ENV) or os.path.join(
+      os.path.expanduser("~"), ".cache", "cnnjax", "kernels")
+
+
+def _onednn_root() -> str:
+  root = os.environ.get(ROOT_ENV) or sys.prefix
+  if not os.path.exists(os.path.join(root, "include", "oneapi", "dnnl", "dnnl.hpp")):
+    raise BuildError(f"no oneDNN headers under {root}/include (pip install -r requirements.txt "
+                     "installs onednn-devel-cpu-gomp)")
+  if not os.path.exists(os.path.join(root, "lib", "libdnnl.so.3")):
+    raise BuildError(f"no {root}/lib/libdnnl.so.3 (pip install onednn-cpu-gomp==2023.2.0)")
+  return root
+
+
+def _command(compiler: str, root: str, out: str) -> list[str]:
+  lib = os.path.join(root, "lib")
+  return [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{os.path.join(root, 'include')}",
+          SOURCE, "-o", out, f"-L{lib}", "-l:libdnnl.so.3", f"-Wl,-rpath,{lib}"]
+
+
+def library_path() -> tuple[str, list[str]]:
+  """Where the library for this source, jaxlib, compiler and oneDNN lives, and its build command."""
+  compiler = shutil.which(os.environ.get("CXX", "g++"))
+  if compiler is None:
+    raise BuildError(f"no C++ compiler ({os.environ.get('CXX', 'g++')}) on PATH")
+  root = _onednn_root()
+  with open(SOURCE, "rb") as f:
+    source = f.read()
+  key = hashlib.sha256(b"\0".join([
+      source, jaxlib.__version__.encode(), compiler.encode(), " ".join(FLAGS).encode(),
+      os.path.realpath(root).encode()])).hexdigest()[:16]
+  path = os.path.join(cache_dir(), f"cnnjax_onednn_v{VERSION}_{key}.so")
+  return path, _command(compiler, root, "{out}")
+
+
+def build(path: str, command: list[str]) -> None:
+  """Compiles into ``path`` once, safe against concurrent processes."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if os.path.exists(path):  # another process built it while we waited
+      return
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
+    os.close(fd)
+    try:
+      proc = subprocess.run([a.replace("{out}", tmp) for a in command], capture_output=True,
+                            text=True, check=False)
+      if proc.returncode:
+        errors = [l for l in proc.stderr.splitlines() if "error" in l] or proc.stderr.splitlines()
+        raise BuildError(f"compiling {os.path.basename(SOURCE)} failed: "
+                         f"{(errors or ['exit status %d' % proc.returncode])[0].strip()}")
+      os.replace(tmp, path)
+    finally:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+
+
+def _register(lib: ctypes.CDLL) -> None:
+  for name, target in TARGETS.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, _SYMBOLS[name])),
+                                platform="cpu")
+
+
+@functools.cache
+def load() -> ctypes.CDLL | None:
+  """The extension, built if needed, with its FFI targets registered; None (after one notice
+  line on stderr) when it cannot be built or loaded."""
+  try:
+    path, command = library_path()
+    if not os.path.exists(path):
+      build(path, command)
+    try:
+      lib = ctypes.CDLL(path)
+    except OSError as e:
+      raise BuildError(f"cannot load {path}: {e}") from None
+    _register(lib)
+    return lib
+  except Exception as e:  # pylint: disable=broad-except  # never break a run: fall back
+    print(f"cnnjax: oneDNN CPU convolutions unavailable ({e}); using the pure-JAX lowering",
+          file=sys.stderr)
+    return None
+
+
+@functools.cache
+def supports_bf16() -> bool:
+  lib = load()
+  return bool(lib is not None and lib.cnnjax_onednn_supports_bf16())

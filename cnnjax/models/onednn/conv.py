@@ -1,0 +1,118 @@
+"""A 2-D NHWC/HWIO convolution whose forward pass and both gradients are oneDNN primitives.
+
+Each pass is one ``jax.ffi.ffi_call`` wrapped in ``custom_partitioning``: under ``jax.jit`` with
+the batch sharded over a mesh, every device convolves its own rows (the kernel gradient's
+per-device partial sums are ``psum``'d over the batch's mesh axes), instead of XLA gathering the
+whole batch onto every device. On one device the partitioning is inlined away. Only the CPU
+lowering of ``kernels.conv_general_dilated`` calls this (``jax.lax.platform_dependent``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import numpy as np
+from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from cnnjax.models.onednn import build
+
+
+class Spec(NamedTuple):
+  """The static parts of a convolution (hashable: a ``custom_vjp``/partitioning static arg)."""
+  strides: tuple[int, int]
+  pads: tuple[tuple[int, int], tuple[int, int]]
+  dilation: tuple[int, int]
+  groups: int
+
+
+def out_shape(x_shape, w_shape, spec: Spec) -> tuple[int, int, int, int]:
+  def size(n, k, s, d, pad):
+    return (n + pad[0] + pad[1] - (d * (k - 1) + 1)) // s + 1
+  return (x_shape[0], *(size(x_shape[1 + i], w_shape[i], spec.strides[i], spec.dilation[i],
+                             spec.pads[i]) for i in range(2)), w_shape[3])
+
+
+def _call(pass_: str, a, b, result: jax.ShapeDtypeStruct, spec: Spec):
+  attrs = dict(window=np.asarray(spec.strides, np.int64),
+               pads=np.asarray([p for pair in spec.pads for p in pair], np.int64),
+               dilation=np.asarray(spec.dilation, np.int64), groups=np.int64(spec.groups))
+  return jax.ffi.ffi_call(build.TARGETS[pass_], result, vmap_method="sequential")(a, b, **attrs)
+
+
+def _batch_axes(sharding):
+  spec = getattr(sharding, "spec", None)
+  return spec[0] if spec else None
+
+
+def _axis_names(axes) -> tuple[str, ...]:
+  if axes is None:
+    return ()
+  return tuple(axes) if isinstance(axes, tuple) else (axes,)
+
+
+def _partitioned(pass_: str, rule: str, reduce: bool):
+  """``pass_``'s FFI call, partitioned along the batch (operand 0's dim 0): both operands are
+  sharded as operand 0's batch, the rest replicated; ``reduce``: the result is a sum over the
+  batch, so each device's part is ``psum``'d and the result replicated."""
+
+  def fn(a, b, result_shape, spec):
+    return _call(pass_, a, b, jax.ShapeDtypeStruct(result_shape, a.dtype), spec)
+
+  fn = custom_partitioning(fn, static_argnums=(2, 3))
+
+  def shardings(mesh, arg_shapes):
+    axes = _batch_axes(arg_shapes[0].sharding)
+    batch = NamedSharding(mesh, P(axes))
+    other = batch if reduce else NamedSharding(mesh, P())
+    return axes, batch, other
+
+  def infer(result_shape, spec, mesh, arg_shapes, result):
+    axes, batch, _ = shardings(mesh, arg_shapes)
+    return NamedSharding(mesh, P()) if reduce else batch
+
+  def partition(result_shape, spec, mesh, arg_shapes, result):
+    axes, batch, other = shardings(mesh, arg_shapes)
+    names = _axis_names(axes)
+    local_batch = arg_shapes[0].shape[0] // int(np.prod([mesh.shape[n] for n in names] or [1]))
+
+    def lower(a, b):
+      shape = result_shape if reduce else (local_batch, *result_shape[1:])
+      out = _call(pass_, a, b, jax.ShapeDtypeStruct(shape, a.dtype), spec)
+      return lax.psum(out, names) if reduce and names else out
+
+    out_sharding = NamedSharding(mesh, P()) if reduce else batch
+    return mesh, lower, out_sharding, (batch, other)
+
+  fn.def_partition(partition=partition, infer_sharding_from_operands=infer,
+                   sharding_rule=rule, reduction_factors=("n",) if reduce else ())
+  return fn
+
+
+# Factors: n = batch; every other dimension is its own factor (kept whole on each device).
+_fwd = _partitioned("fwd", "n a b c, d e f g -> n h i j", reduce=False)
+_bwd_data = _partitioned("bwd_data", "n a b c, d e f g -> n h i j", reduce=False)
+_bwd_weights = _partitioned("bwd_weights", "n a b c, n d e f -> g h i j", reduce=True)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv(x: jax.Array, w: jax.Array, spec: Spec) -> jax.Array:
+  """``lax.conv_general_dilated(x, w, strides, pads, rhs_dilation=dilation,
+  dimension_numbers=NHWC, feature_group_count=groups)`` through oneDNN."""
+  return _fwd(x, w, out_shape(x.shape, w.shape, spec), spec)
+
+
+def _conv_fwd(x, w, spec):
+  return conv(x, w, spec), (x, w)
+
+
+def _conv_bwd(spec, residuals, dy):
+  x, w = residuals
+  dy = dy.astype(x.dtype)
+  return _bwd_data(dy, w, x.shape, spec), _bwd_weights(x, dy, w.shape, spec)
+
+
+conv.defvjp(_conv_fwd, _conv_bwd)
