@@ -153,8 +153,10 @@ def write_all(sweep_dir: str, sweep: dict) -> list[dict[str, Any]]:
       {k for s in summary for k in s} - {"variant", "n", "runs", "baseline", "config_diff"}
   ) + ["config_diff"]
   results.write_csv(os.path.join(sweep_dir, "summary.csv"), summary, names)
-  with open(os.path.join(sweep_dir, "summary.md"), "w") as f:
+  path = os.path.join(sweep_dir, "summary.md")
+  with open(f"{path}.tmp.{os.getpid()}", "w") as f:
     f.write(markdown(sweep, summary))
+  os.replace(f"{path}.tmp.{os.getpid()}", path)
   curves = mean_curves(sweep_dir, sweep)
   write_tensorboard(sweep_dir, curves)
   plots.curves(sweep_dir, sweep, os.path.join(sweep_dir, "curves.png"))

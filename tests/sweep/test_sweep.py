@@ -3,8 +3,10 @@ resume, a failing run retried, dry runs and bad input. One tiny sweep (2 variant
 a 40-step LeNet-5) is shared by most assertions."""
 
 import csv
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,14 +43,25 @@ def metrics(path):
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, data_dir):
-  workdir = tmp_path_factory.mktemp("sweep") / "tiny"
-  done = launch(*sweep_args(workdir, data_dir))
-  assert done.returncode == 0, done.stderr[-3000:]
-  return workdir, done
+  """The tiny sweep, run once per test session: with pytest-xdist the workers share it (the
+  first to take the lock runs it), as a module fixture would run it once per worker."""
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = shared.parent  # this session's directory, above every worker's own
+  workdir = shared / "tiny_sweep"
+  with open(shared / "tiny_sweep.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not (shared / "tiny_sweep.json").exists():
+      done = launch(*sweep_args(workdir, data_dir))
+      assert done.returncode == 0, done.stderr[-3000:]
+      (shared / "tiny_sweep.json").write_text(json.dumps({"stderr": done.stderr,
+                                                          "data_dir": data_dir}))
+  ran = json.loads((shared / "tiny_sweep.json").read_text())
+  return workdir, ran["stderr"], ran["data_dir"]
 
 
 def test_writes_every_file(swept):
-  workdir, done = swept
+  workdir, stderr, _ = swept
   for name in ("sweep.json", "results.csv", "summary.csv", "summary.md", "curves.png",
                "final.png"):
     assert (workdir / name).stat().st_size > 0, name
@@ -57,14 +70,14 @@ def test_writes_every_file(swept):
       assert (workdir / run / name).exists(), (run, name)
   for variant in ("activation=relu", "activation=gelu"):  # TensorBoard's mean curve
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir / variant / "mean"))
-  assert "sweep: 4/4 done" in done.stderr
+  assert "sweep: 4/4 done" in stderr
   sweep = json.loads((workdir / "sweep.json").read_text())
   assert sweep["commit"] and sweep["versions"]["jax"] and sweep["command"][0].endswith("launch.py")
   assert [r["workdir"] for r in sweep["runs"]] == RUNS
 
 
 def test_each_child_gets_the_single_run_command_and_its_own_core(swept):
-  workdir, _ = swept
+  workdir = swept[0]
   config = json.loads((workdir / RUNS[3] / "config.json").read_text())
   assert config["seed"] == 1 and config["model_options"]["activation"] == "gelu"
   assert config["num_steps"] == 40
@@ -74,7 +87,7 @@ def test_each_child_gets_the_single_run_command_and_its_own_core(swept):
 
 
 def test_results_and_summary_follow_from_the_runs_metrics(swept):
-  workdir, _ = swept
+  workdir = swept[0]
   rows = read_csv(workdir / "results.csv")
   assert [r["workdir"] for r in rows] == RUNS and {r["status"] for r in rows} == {"done"}
   assert all(int(r["params"]) == 61_706 and int(r["macs"]) > 0 for r in rows)
@@ -97,8 +110,15 @@ def test_results_and_summary_follow_from_the_runs_metrics(swept):
   assert "activation=gelu" in (workdir / "summary.md").read_text()
 
 
+def copy_of(swept, tmp_path):
+  """A copy of the shared sweep, for the tests that write into it."""
+  copy = tmp_path / "copy"
+  shutil.copytree(swept[0], copy)
+  return copy
+
+
 def test_status_and_report_rebuild_everything_from_the_files(swept, tmp_path):
-  workdir, _ = swept
+  workdir = copy_of(swept, tmp_path)
   before = (workdir / "summary.csv").read_text()
   (workdir / "summary.csv").unlink()
   env = {**os.environ, "PYTHONPATH": ROOT}
@@ -115,8 +135,8 @@ def test_status_and_report_rebuild_everything_from_the_files(swept, tmp_path):
   assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "sweep.json" in bad.stderr
 
 
-def test_a_rerun_skips_finished_runs_and_a_dry_run_starts_nothing(swept, data_dir):
-  workdir, _ = swept
+def test_a_rerun_skips_finished_runs_and_a_dry_run_starts_nothing(swept, tmp_path):
+  workdir, data_dir = copy_of(swept, tmp_path), swept[2]
   again = launch(*sweep_args(workdir, data_dir))
   assert again.returncode == 0, again.stderr[-2000:]
   assert all(attempts(workdir / r) == 1 for r in RUNS)
