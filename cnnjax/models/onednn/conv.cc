@@ -5,10 +5,11 @@
 // blocked layout the primitive prefers (they are small next to the activations). Primitives and
 // reorders are created once per (pass, shape, dtype, thread count) and cached.
 //
-// Threads: oneDNN runs on GNU OpenMP. Each call sets its OpenMP team to the cores but one, divided
-// by the number of oneDNN calls in flight at that moment (XLA can run independent thunks, or the
-// programs of several virtual CPU devices, at the same time), so concurrent calls do not
-// oversubscribe the cores.
+// Threads: oneDNN runs on GNU OpenMP. Each call's team is the same fixed size, the cores this
+// process may use but one ($CNNJAX_ONEDNN_THREADS overrides it): the kernel gradient's sums are
+// split among the team, so a team size that changed from call to call (e.g. with the number of
+// calls in flight) would change the rounding from run to run, and a resumed run would no longer
+// repeat the uninterrupted one bit for bit.
 //
 // Built by cnnjax/models/onednn/build.py; the FFI target names carry kVersion.
 
@@ -16,7 +17,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -141,8 +141,6 @@ uint8_t* Grow(std::vector<uint8_t>& v, size_t bytes) {
   return v.data();
 }
 
-std::atomic<int> in_flight{0};
-
 // $CNNJAX_ONEDNN_THREADS: a fixed team size per call (to measure the choice), 0 = adaptive.
 int FixedThreads() {
   static int fixed = [] {
@@ -155,15 +153,12 @@ int FixedThreads() {
 struct Threads {
   int n;
   Threads() {
-    int running = ++in_flight;
     // One core is left to XLA's own pool, which runs the BatchNorm/activation fusions (and
     // other independent thunks) beside the convolution: on 2 cores, 1 thread per call measured
     // 229 img/s on ResNet-20 against 216 with 2 and 184 with all cores split by calls in flight.
-    n = FixedThreads() ? FixedThreads()
-                       : std::max(1, (omp_get_num_procs() - running) / running);
+    n = FixedThreads() ? FixedThreads() : std::max(1, omp_get_num_procs() - 1);
     omp_set_num_threads(n);
   }
-  ~Threads() { --in_flight; }
 };
 
 ffi::Error Run(int pass, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::AnyBuffer out,
