@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
 
 from cnnjax.sweep import child as child_lib, env as env_lib, results, store
+from cnnjax.train import stopping
 
 POLL_S = 0.25
 
@@ -42,28 +42,9 @@ class Progress:
             f"{pending} pending{extra}; eta {eta}")
 
 
-class _Signals:
-  """Records SIGTERM/SIGINT while the sweep runs (the children are told in the loop)."""
-
-  def __init__(self):
-    self.signum = None
-    self._previous = {}
-
-  def __enter__(self):
-    for s in (signal.SIGTERM, signal.SIGINT):
-      self._previous[s] = signal.signal(s, self._record)
-    return self
-
-  def __exit__(self, *exc):
-    for s, h in self._previous.items():
-      signal.signal(s, h)
-
-  def _record(self, signum, frame):
-    del frame
-    if self.signum is None:
-      self.signum = signum
-      os.write(2, f"\n{signal.Signals(signum).name}: stopping the running runs (each saves a "
-                  "checkpoint); run the same command again to carry on.\n".encode())
+# SIGTERM/SIGINT to the sweep are recorded (the children are told in the loop).
+NOTICE = ("\n{signal}: stopping the running runs (each saves a checkpoint); run the same command "
+          "again to carry on.\n")
 
 
 class _Status:
@@ -100,7 +81,7 @@ def run(sweep_dir: str, sweep: dict, slots: Sequence[env_lib.Slot], retries: int
   free, running = list(slots), {}
   failures: dict[str, str] = {}
   status = _Status(stream)
-  with _Signals() as signals:
+  with stopping.StopRequest(NOTICE) as signals:
     while todo or running:
       if signals.signum is not None:
         _stop_all(running)

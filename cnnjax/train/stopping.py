@@ -27,13 +27,18 @@ import numpy as np
 from cnnjax import parallel
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# What a run prints when signalled ({signal}: SIGTERM or SIGINT); a sweep passes its own.
+RUN_NOTICE = ("{signal}: finishing this step, then saving a checkpoint (further signals are "
+              "ignored until it is saved; kill -9 aborts).\n")
 
 
 class StopRequest:
-  """Records SIGTERM/SIGINT while installed (a context manager); ``signum`` is the first."""
+  """Records SIGTERM/SIGINT while installed (a context manager); ``signum`` is the first,
+  announced on stderr with ``notice``; later ones are ignored."""
 
-  def __init__(self):
+  def __init__(self, notice: str = RUN_NOTICE):
     self.signum: int | None = None
+    self._notice = notice
     self._previous: dict[int, object] = {}
 
   def __enter__(self) -> StopRequest:
@@ -52,8 +57,7 @@ class StopRequest:
     if self.signum is None:
       self.signum = signum
       # os.write, not print: the handler may interrupt a write to stderr (tqdm, the writer).
-      os.write(2, f"{signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
-                  "(further signals are ignored until it is saved; kill -9 aborts).\n".encode())
+      os.write(2, self._notice.format(signal=signal.Signals(signum).name).encode())
 
 
 class Agreement:

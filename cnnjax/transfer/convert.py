@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnjax import trees
 from cnnjax.errors import UserError, unknown
 from cnnjax.models import registry
 from cnnjax.transfer import (pretrained, shapes, tv_alexnet, tv_googlenet, tv_inception_v3,
@@ -130,7 +131,7 @@ def _infer_num_classes(name: str, options: Mapping[str, Any], variables: dict) -
   spec = registry.get_spec(name)
   heads = shapes.head_paths(registry.create(name, **options),
                             (1, spec.input_size, spec.input_size, spec.channels))
-  have = shapes.flat(variables)
+  have = trees.shapes(variables)
   sizes = {have[p][-1] for p in heads if have.get(p)}
   return sizes.pop() if len(sizes) == 1 else None
 

@@ -32,11 +32,6 @@ def head_paths(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
   return {p for p in a if a[p] != b.get(p)}
 
 
-def flat(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-  """``'params/fc/kernel'`` → shape, for every leaf."""
-  return trees.shapes(tree)
-
-
 def _listed(kind: str, items: list[str]) -> str:
   more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
   return f"{kind} {', '.join(items[:_SHOWN])}{more}"
@@ -62,7 +57,7 @@ def _collapsed(paths: list[str], universe: list[str]) -> list[str]:
 def mismatch(expected: Mapping[str, Any], got: Mapping[str, Any]) -> str | None:
   """None if ``got`` has exactly the paths and shapes of ``expected``, else one line naming the
   missing and unexpected modules and the mis-shaped leaves."""
-  want, have = flat(expected), flat(got)
+  want, have = trees.shapes(expected), trees.shapes(got)
   missing = _collapsed([p for p in want if p not in have], list(want))
   unexpected = _collapsed([p for p in have if p not in want], list(have))
   shaped = [f"{p} {have[p]} (model {want[p]})" for p in want if p in have and have[p] != want[p]]
