@@ -22,7 +22,11 @@ cnnjax/sweep): ``python launch.py --config=experiments/ablations.py:activation -
 
 from __future__ import annotations
 
-import sys
+if __name__ == "__main__":  # first: restarts once with huge pages for XLA's buffers
+  from cnnjax import hugepages
+  hugepages.reexec()
+
+import sys  # pylint: disable=wrong-import-position
 
 from absl import flags, logging
 from ml_collections import config_flags

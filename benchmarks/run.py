@@ -19,6 +19,7 @@ import sys
 from absl import flags
 
 from benchmarks import cases, cli
+from cnnjax import hugepages
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", list(cases.DEFAULTS), "Cases: MODEL or MODEL@INPUT_SIZE.")
@@ -32,6 +33,9 @@ flags.DEFINE_integer("min_steps", 5, "Timed train steps per measurement (at leas
 flags.DEFINE_boolean("inference", True, "Also measure inference throughput.")
 flags.DEFINE_boolean("pipeline", True, "Also measure the grain input pipeline (needs grain).")
 flags.DEFINE_string("out", "benchmark.json", "Where to write the results (JSON).")
+flags.DEFINE_string("torch_python", None, "The Python that runs the PyTorch workers (default: "
+                    "this one), e.g. a Python 3.11 venv's with torch beside a 3.12 one's with "
+                    "JAX 0.12.")
 flags.DEFINE_string("worker", None, "Internal: run one measurement, FRAMEWORK[:FORMAT]:CASE.")
 
 FRAMEWORKS = ("jax", "torch")
@@ -58,8 +62,12 @@ def _worker(spec: str) -> dict:
 
 
 def _spawn(spec: str, argv: list[str]) -> dict:
-  cmd = [sys.executable, "-m", "benchmarks.run", f"--worker={spec}", *argv]
-  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  python = FLAGS.torch_python if spec.startswith("torch") and FLAGS.torch_python else sys.executable
+  cmd = [python, "-m", "benchmarks.run", f"--worker={spec}", *argv]
+  # cnnjax's train step runs as launch.py runs it (huge pages for XLA's buffers); PyTorch's in
+  # the environment as it is
+  env = hugepages.environment() if spec.startswith("jax") and hugepages.wanted() else None
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
   if proc.returncode:
     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
     return {"error": f"{spec}: {tail.removeprefix('error: ')}", "exit": proc.returncode}
@@ -124,6 +132,8 @@ def main(argv):
       print(json.dumps(cli.finite_or_null(_worker(FLAGS.worker)), allow_nan=False))
     return 0
   parsed = _parse_cases()
+  if FLAGS.torch_python and not os.access(FLAGS.torch_python, os.X_OK):
+    cli.fail(f"--torch_python={FLAGS.torch_python!r} is not an executable file.")
   passthrough = [a for a in sys.argv[1:] if a.split("=")[0].lstrip("-") in
                  ("batch", "dtype", "min_time", "min_steps", "inference", "noinference",
                   "max_batch", "nomax_batch")]
@@ -131,7 +141,7 @@ def main(argv):
   specs = []
   if "jax" in FLAGS.frameworks:
     specs.append("jax")
-  if "torch" in FLAGS.frameworks and _installed("torch"):
+  if "torch" in FLAGS.frameworks and (FLAGS.torch_python or _installed("torch")):
     specs += ["torch:contiguous", "torch:channels_last"]
   for case, text in zip(parsed, FLAGS.models):
     for spec in specs:
@@ -140,6 +150,10 @@ def main(argv):
       if "error" in r:
         print(f"error: {r['error']}", file=sys.stderr)
   lines = _rows(results)
+  versions = sorted({r.get("version") for per_case in results.values() for r in per_case.values()
+                     if r.get("version")})
+  lines.append(f"\n{', '.join(versions)}; Python {sys.version.split()[0]} runs JAX"
+               + (f", {FLAGS.torch_python} runs PyTorch" if FLAGS.torch_python else ""))
   lowering = {r.get("jax", {}).get("cpu_kernels") for r in results.values()} - {None}
   if lowering:
     lines.append(f"\ncnnjax's CPU lowering: {', '.join(sorted(lowering))} "

@@ -1,4 +1,5 @@
-"""Convolution and max pooling formulated for XLA's CPU backend, chosen per platform.
+"""Convolution, max pooling and batch normalization formulated for XLA's CPU backend, chosen per
+platform.
 
 XLA:CPU is slow on a few kinds of work that small CNNs are made of (benchmarks/conv_bench.py
 measures each case; the README's Performance section has the numbers):
@@ -16,9 +17,10 @@ measures each case; the README's Performance section has the numbers):
 ``CNNJAX_CPU_KERNELS`` chooses the CPU lowering (read at trace time):
 
 * ``onednn`` (the default when available): every float32 (and, where the CPU has native
-  bfloat16, bfloat16) 2-D convolution — forward, input and kernel gradient — runs as oneDNN
-  primitives through XLA's FFI (``cnnjax/models/onednn/``; compiled on first use, see build.py),
-  max pooling as strided slices;
+  bfloat16, bfloat16) 2-D convolution — forward, input and kernel gradient — and every float32
+  NHWC training-mode batch normalization — forward and gradient — run as oneDNN primitives
+  through XLA's FFI (``cnnjax/models/onednn/``; compiled on first use, see build.py), max
+  pooling as strided slices;
 * ``taps``: the pure-JAX formulations (max pooling as slices, per-tap matmuls on tiny maps);
   the default when the oneDNN extension cannot be built (one notice line on stderr says why);
 * ``xla``: XLA's own ops (to compare, or to rule the others out).
@@ -47,6 +49,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
+from cnnjax.models.onednn import batchnorm as onednn_bn
 from cnnjax.models.onednn import build as onednn_build
 from cnnjax.models.onednn import conv as onednn_conv
 
@@ -278,3 +281,21 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 
 
 Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
+
+
+# ---- batch normalization -------------------------------------------------------------------
+
+def batch_norm(x: jax.Array, scale: jax.Array, shift: jax.Array, eps: float):
+  """Training-mode batch normalization over every axis but the last: ``(y, mean, var)`` with
+  ``y = (x - mean) / sqrt(var + eps) * scale + shift`` and the batch's float32 mean and biased
+  variance. On CPU with ``onednn``, 4-D float32 inputs run as oneDNN's primitive (forward and
+  gradient); elsewhere flax's ``BatchNorm`` sums (``onednn.batchnorm.reference``). Only ``y``
+  carries a gradient (the statistics feed running averages)."""
+  reference = lambda x, scale, shift: onednn_bn.reference(x, scale, shift, eps)
+  if not (mode() == "onednn" and x.ndim == 4 and x.dtype == jnp.float32
+          and scale.dtype == shift.dtype == jnp.float32):
+    y, mean, var = reference(x, scale, shift)
+    return y, lax.stop_gradient(mean), lax.stop_gradient(var)
+  return lax.platform_dependent(
+      x, scale, shift, cpu=lambda x, scale, shift: onednn_bn.train(x, scale, shift, eps),
+      default=reference)

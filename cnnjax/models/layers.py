@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from jax import lax
 
 from cnnjax.errors import unknown
 from cnnjax.models import kernels
@@ -65,13 +66,47 @@ class Options(nn.Module):
     return activation(self.activation, self.negative_slope)
 
 
+class BatchNorm(nn.Module):
+  """``flax.linen.BatchNorm`` over the last axis, with its variables (``params``: ``scale``,
+  ``bias``; ``batch_stats``: ``mean``, ``var``, all float32) and numbers, whose training-mode
+  statistics and normalization go through ``kernels.batch_norm`` (oneDNN's primitive on CPU).
+  ``momentum`` is the running averages' keep (flax's convention)."""
+
+  use_running_average: bool
+  momentum: float = BN_MOMENTUM
+  epsilon: float = BN_EPS
+  dtype: Any = None
+  scale_init: Callable[..., Array] = nn.initializers.ones
+  bias_init: Callable[..., Array] = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    features = (x.shape[-1],)
+    stats = lambda init: (lambda shape: init(shape, jnp.float32))
+    ra_mean = self.variable("batch_stats", "mean", stats(jnp.zeros), features)
+    ra_var = self.variable("batch_stats", "var", stats(jnp.ones), features)
+    scale = self.param("scale", self.scale_init, features, jnp.float32)
+    bias = self.param("bias", self.bias_init, features, jnp.float32)
+    dtype = self.dtype or jnp.result_type(x.dtype, jnp.float32)
+    if self.use_running_average:
+      mul = lax.rsqrt(ra_var.value + self.epsilon) * scale
+      x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+      return ((x - ra_mean.value) * mul + bias).astype(dtype)
+    y, mean, var = kernels.batch_norm(x, scale, bias, self.epsilon)
+    if not self.is_initializing():
+      keep = self.momentum
+      ra_mean.value = keep * ra_mean.value + (1 - keep) * mean
+      ra_var.value = keep * ra_var.value + (1 - keep) * var
+    return y.astype(dtype)
+
+
 def batch_norm(train: bool, dtype: Any, name: str, *, epsilon: float = BN_EPS,
-               zero_scale: bool = False) -> nn.BatchNorm:
+               zero_scale: bool = False) -> BatchNorm:
   """BatchNorm with PyTorch's defaults; ``zero_scale`` starts its scale at 0 (a residual
   branch that begins as nothing)."""
-  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=epsilon,
-                      dtype=dtype, name=name,
-                      scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
+  return BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=epsilon,
+                   dtype=dtype, name=name,
+                   scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
 
 
 def check_pool(kind: str) -> str:

@@ -65,7 +65,7 @@ def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn
                      kernel_init=layers.CONV_INIT, dtype=dtype, name=name)
 
 
-def _bn(train: bool, dtype: Any, name: str, zero: bool = False) -> nn.BatchNorm:
+def _bn(train: bool, dtype: Any, name: str, zero: bool = False) -> layers.BatchNorm:
   return layers.batch_norm(train, dtype, name, zero_scale=zero)
 
 

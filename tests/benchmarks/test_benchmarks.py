@@ -84,10 +84,11 @@ def test_side_by_side_command_end_to_end(tmp_path):
   pytest.importorskip("torch")
   out = tmp_path / "bench.json"
   done = run("--models=lenet5", "--batch=16", "--min_time=0", "--min_steps=2", "--nopipeline",
-             f"--out={out}")
+             f"--out={out}", f"--torch_python={sys.executable}")
   assert done.returncode == 0, done.stderr[-2000:]
   row = next(l for l in done.stdout.splitlines() if l.startswith("| lenet5@28"))
   assert "×" in row and "—" not in row
+  assert f"{sys.executable} runs PyTorch" in done.stdout and "jax 0." in done.stdout
   results = json.load(open(out))["lenet5@28"]
   assert set(results) == {"jax", "torch:contiguous", "torch:channels_last"}
   assert all(r["train"]["images_per_s"] > 0 for r in results.values())
@@ -116,6 +117,7 @@ def test_jax_side_needs_only_jax_flax_optax():
     ("run", ["--frameworks=mxnet"], "unknown framework 'mxnet'"),
     ("run", ["--dtype=fp16"], "unknown dtype 'fp16'"),
     ("run", ["stray"], "unexpected arguments 'stray'"),
+    ("run", ["--torch_python=/no/such/python"], "--torch_python='/no/such/python' is not an"),
     ("run", ["--models=lenet5", "--frameworks=jax", "--max_batch", "--nopipeline"],
      "needs a device that reports its memory"),
     ("conv_bench", ["--model=lenet6"], "unknown model 'lenet6'"),

@@ -1,4 +1,5 @@
-"""oneDNN's convolutions (through XLA's FFI) compute what ``lax.conv_general_dilated`` computes.
+"""oneDNN's convolutions and batch normalization (through XLA's FFI) compute what
+``lax.conv_general_dilated`` and flax's ``BatchNorm`` compute.
 
 requirements.txt installs the oneDNN packages, so a missing extension is a failure here, not a
 skip: these tests would otherwise pass while testing nothing.
@@ -17,11 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import linen as nn
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cnnjax import parallel
-from cnnjax.models import kernels, registry
+from cnnjax.models import kernels, layers, registry
 from cnnjax.models.onednn import build, conv as onednn_conv
 from tests.models.common import FAST_COMPILE, noise_variables
 from tests.models.test_kernels import _lowered
@@ -137,7 +139,8 @@ def test_a_cuda_lowering_of_a_train_step_has_no_ffi_target():
   x = jnp.zeros((2, 32, 32, 3))
   variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(1), x)
   step = lambda v: jax.grad(_loss_fn(model, v, x, jnp.zeros(2, jnp.int32)))(v["params"])
-  assert "cnnjax_onednn_conv_bwd_weights" in _lowered(step, variables)
+  cpu = _lowered(step, variables)
+  assert "cnnjax_onednn_conv_bwd_weights" in cpu and "cnnjax_onednn_bn_bwd" in cpu
   cuda = _lowered(step, variables, platform="cuda")
   assert "cnnjax_onednn" not in cuda and "convolution" in cuda
 
@@ -161,9 +164,13 @@ def test_eight_devices_equal_one_and_keep_the_batch_sharded():
   assert "cnnjax_onednn_conv_fwd" in hlo and "f32[2,32,32,16]" in hlo
   assert "f32[16,32,32,16]" not in hlo
   eight = sharded(jax.device_put(x, batch), jax.device_put(labels, batch))
+  # BatchNorm runs as oneDNN's primitive on one device and as psum'd JAX sums on eight: their
+  # float32 rounding differs (the stem's BN gradient: 1.6e-3 and 9e-7 from float64, where XLA's
+  # own float32 ResNet-20 gradient is 1.1% off, see above). Statistics over each device's 2 rows
+  # instead of the batch would be off by far more.
   assert float(eight[0]) == pytest.approx(float(one[0]), rel=1e-5)
   for a, b in zip(jax.tree.leaves(eight[1]), jax.tree.leaves(one[1])):
-    assert float(jnp.linalg.norm(a - b)) <= 1e-4 * float(jnp.linalg.norm(b)) + 1e-7
+    assert float(jnp.linalg.norm(a - b)) <= 5e-3 * float(jnp.linalg.norm(b)) + 1e-7
 
 
 def _python(code: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -235,3 +242,62 @@ def test_a_cached_train_step_loads_and_runs_in_a_fresh_process(tmp_path):
   (hits_1, loss_1), (hits_2, loss_2) = (r.stdout.split() for r in (first, second))
   assert int(hits_1) == 0 and int(hits_2) >= 1
   assert float(loss_1) == float(loss_2)
+
+
+# ---- batch normalization -----------------------------------------------------------------
+
+def _bn_loss(module, variables, x, g):
+  """A loss of the module's output (weighted by ``g``) and its updated running statistics."""
+  y, updates = module.apply(variables, x, mutable=["batch_stats"])
+  return jnp.sum(y * g), updates
+
+
+def _bn_grads(module, variables, x, g):
+  grad = jax.value_and_grad(_bn_loss, argnums=(1, 2), has_aux=True)
+  return jax.jit(grad, static_argnums=0)(module, variables, x, g)
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 7, 16), (1, 1, 1, 3), (2, 8, 8, 64), (3, 2, 2, 6)])
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_equals_flax(shape, train):
+  """``layers.BatchNorm`` (oneDNN's primitive in training mode) against ``flax.linen.BatchNorm``:
+  the same variables, output, running statistics and gradients (input, scale, bias)."""
+  ours = layers.BatchNorm(use_running_average=not train)
+  flax_bn = nn.BatchNorm(use_running_average=not train, momentum=layers.BN_MOMENTUM,
+                         epsilon=layers.BN_EPS)
+  x = 3 * jax.random.normal(jax.random.key(0), shape) + 1
+  g = jax.random.normal(jax.random.key(1), shape)
+  variables = ours.init(jax.random.key(2), x)
+  assert (jax.tree.map(jnp.shape, variables)
+          == jax.tree.map(jnp.shape, flax_bn.init(jax.random.key(2), x)))
+  keys = iter(jax.random.split(jax.random.key(3), 4))
+  variables = jax.tree.map(lambda a: a + 0.3 * jax.random.uniform(next(keys), a.shape), variables)
+  if train:
+    assert "cnnjax_onednn_bn_fwd" in _lowered(lambda v, x: ours.apply(
+        v, x, mutable=["batch_stats"]), variables, x)
+    assert "cnnjax_onednn_bn_bwd" in _lowered(lambda v, x: jax.grad(
+        lambda x: _bn_loss(ours, v, x, g)[0])(x), variables, x)
+  (loss, updates), grads = _bn_grads(ours, variables, x, g)
+  (want_loss, want_updates), want_grads = _bn_grads(flax_bn, variables, x, g)
+  assert float(loss) == pytest.approx(float(want_loss), rel=1e-5, abs=1e-4)
+  for a, b in zip(jax.tree.leaves((updates, grads)), jax.tree.leaves((want_updates, want_grads))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * (1 + float(jnp.max(jnp.abs(b)))))
+
+
+def test_batch_norm_on_eight_devices_uses_whole_batch_statistics():
+  """With the batch sharded, each device's partial sums are psum'd (the oneDNN call would see
+  only its rows): the 8-device result equals the 1-device one."""
+  module = layers.BatchNorm(use_running_average=False)
+  x = 3 * jax.random.normal(jax.random.key(0), (16, 6, 6, 16)) + 1
+  g = jax.random.normal(jax.random.key(1), x.shape)
+  variables = module.init(jax.random.key(2), x)
+  grad = jax.value_and_grad(functools.partial(_bn_loss, module), argnums=(0, 1), has_aux=True)
+  one = jax.jit(grad)(variables, x, g)
+  mesh = parallel.make_mesh()
+  batch = NamedSharding(mesh, P(parallel.DATA_AXIS))
+  sharded = jax.jit(grad, in_shardings=(parallel.replicated(mesh), batch, batch))
+  hlo = sharded.lower(variables, x, g).compile().as_text()
+  assert "cnnjax_onednn_bn" not in hlo and "f32[16,6,6,16]" not in hlo
+  eight = sharded(variables, jax.device_put(x, batch), jax.device_put(g, batch))
+  for a, b in zip(jax.tree.leaves(eight), jax.tree.leaves(one)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * (1 + float(jnp.max(jnp.abs(b)))))

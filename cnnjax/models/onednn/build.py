@@ -1,11 +1,11 @@
-"""Compiles conv.cc on first use into a cache, loads it and registers its FFI targets.
+"""Compiles conv.cc and batchnorm.cc on first use into a cache, loads it and registers its FFI targets.
 
 The shared library is built with the system's C++ compiler (``$CXX``, default ``g++``) against
 ``jax.ffi.include_dir()`` and the oneDNN headers of the ``onednn-devel-cpu-gomp`` package, and
 linked with ``libdnnl.so.3`` from ``onednn-cpu-gomp`` (both install into the environment's
 prefix, ``sys.prefix``; ``$CNNJAX_ONEDNN_ROOT`` names another prefix). It goes into
 ``$CNNJAX_KERNEL_CACHE`` (default ``~/.cache/cnnjax/kernels``) under a name keyed by a hash of the
-source, the jaxlib version, the compiler, the flags and the oneDNN prefix, so a changed source or
+sources, the jaxlib version, the compiler, the flags and the oneDNN prefix, so a changed source or
 an upgraded jaxlib builds anew and never loads a stale library. The build writes a temporary file
 and renames it into place under a file lock: concurrent processes build once and never load a
 half-written file. Any failure (no compiler, no oneDNN, a compile error) prints one notice line on
@@ -30,10 +30,15 @@ import jaxlib
 VERSION = 1  # in the FFI target names: bump when the handlers' signature changes
 TARGETS = {"fwd": f"cnnjax_onednn_conv_fwd_v{VERSION}",
            "bwd_data": f"cnnjax_onednn_conv_bwd_data_v{VERSION}",
-           "bwd_weights": f"cnnjax_onednn_conv_bwd_weights_v{VERSION}"}
+           "bwd_weights": f"cnnjax_onednn_conv_bwd_weights_v{VERSION}",
+           "bn_fwd": f"cnnjax_onednn_bn_fwd_v{VERSION}",
+           "bn_bwd": f"cnnjax_onednn_bn_bwd_v{VERSION}"}
 _SYMBOLS = {"fwd": "CnnjaxOnednnConvFwd", "bwd_data": "CnnjaxOnednnConvBwdData",
-            "bwd_weights": "CnnjaxOnednnConvBwdWeights"}
-SOURCE = os.path.join(os.path.dirname(__file__), "conv.cc")
+            "bwd_weights": "CnnjaxOnednnConvBwdWeights", "bn_fwd": "CnnjaxOnednnBnFwd",
+            "bn_bwd": "CnnjaxOnednnBnBwd"}
+_HERE = os.path.dirname(__file__)
+SOURCES = tuple(os.path.join(_HERE, name) for name in ("conv.cc", "batchnorm.cc"))
+HEADERS = (os.path.join(_HERE, "onednn.h"),)
 CACHE_ENV = "CNNJAX_KERNEL_CACHE"
 ROOT_ENV = "CNNJAX_ONEDNN_ROOT"
 FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-w")
@@ -61,7 +66,7 @@ def _onednn_root() -> str:
 def _command(compiler: str, root: str, out: str) -> list[str]:
   lib = os.path.join(root, "lib")
   return [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", f"-I{os.path.join(root, 'include')}",
-          SOURCE, "-o", out, f"-L{lib}", "-l:libdnnl.so.3", f"-Wl,-rpath,{lib}"]
+          *SOURCES, "-o", out, f"-L{lib}", "-l:libdnnl.so.3", f"-Wl,-rpath,{lib}"]
 
 
 def library_path() -> tuple[str, list[str]]:
@@ -70,10 +75,12 @@ def library_path() -> tuple[str, list[str]]:
   if compiler is None:
     raise BuildError(f"no C++ compiler ({os.environ.get('CXX', 'g++')}) on PATH")
   root = _onednn_root()
-  with open(SOURCE, "rb") as f:
-    source = f.read()
+  sources = []
+  for name in SOURCES + HEADERS:
+    with open(name, "rb") as f:
+      sources.append(f.read())
   key = hashlib.sha256(b"\0".join([
-      source, jaxlib.__version__.encode(), compiler.encode(), " ".join(FLAGS).encode(),
+      *sources, jaxlib.__version__.encode(), compiler.encode(), " ".join(FLAGS).encode(),
       os.path.realpath(root).encode()])).hexdigest()[:16]
   path = os.path.join(cache_dir(), f"cnnjax_onednn_v{VERSION}_{key}.so")
   return path, _command(compiler, root, "{out}")
@@ -93,7 +100,7 @@ def build(path: str, command: list[str]) -> None:
                             text=True, check=False)
       if proc.returncode:
         errors = [l for l in proc.stderr.splitlines() if "error" in l] or proc.stderr.splitlines()
-        raise BuildError(f"compiling {os.path.basename(SOURCE)} failed: "
+        raise BuildError(f"compiling {', '.join(os.path.basename(s) for s in SOURCES)} failed: "
                          f"{(errors or ['exit status %d' % proc.returncode])[0].strip()}")
       os.replace(tmp, path)
     finally:

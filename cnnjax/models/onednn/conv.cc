@@ -5,18 +5,10 @@
 // blocked layout the primitive prefers (they are small next to the activations). Primitives and
 // reorders are created once per (pass, shape, dtype, thread count) and cached.
 //
-// Threads: oneDNN runs on GNU OpenMP. Each call's team is the same fixed size, the cores this
-// process may use but one ($CNNJAX_ONEDNN_THREADS overrides it): the kernel gradient's sums are
-// split among the team, so a team size that changed from call to call (e.g. with the number of
-// calls in flight) would change the rounding from run to run, and a resumed run would no longer
-// repeat the uninterrupted one bit for bit.
+// Threads and the one-call-at-a-time lock: onednn.h.
 //
 // Built by cnnjax/models/onednn/build.py; the FFI target names carry kVersion.
 
-#include <omp.h>
-
-#include <algorithm>
-#include <cstdlib>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -26,11 +18,14 @@
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "onednn.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
+using cnnjax_onednn::Engine;
+using cnnjax_onednn::Grow;
 
 namespace {
 
@@ -56,11 +51,6 @@ struct Plan {
   bool reorder;                  // weights' layouts differ
   dnnl::reorder weights_reorder;  // user → primitive (fwd, bwd data) or back (bwd weights)
 };
-
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
 
 memory::data_type DnnlType(ffi::DataType t) {
   return t == ffi::DataType::BF16 ? memory::data_type::bf16 : memory::data_type::f32;
@@ -136,31 +126,6 @@ struct Buffers {
   std::vector<uint8_t> weights, scratch;
 };
 
-uint8_t* Grow(std::vector<uint8_t>& v, size_t bytes) {
-  if (v.size() < bytes) v.resize(bytes);
-  return v.data();
-}
-
-// $CNNJAX_ONEDNN_THREADS: a fixed team size per call (to measure the choice), 0 = adaptive.
-int FixedThreads() {
-  static int fixed = [] {
-    const char* v = std::getenv("CNNJAX_ONEDNN_THREADS");
-    return v ? std::max(0, std::atoi(v)) : 0;
-  }();
-  return fixed;
-}
-
-struct Threads {
-  int n;
-  Threads() {
-    // One core is left to XLA's own pool, which runs the BatchNorm/activation fusions (and
-    // other independent thunks) beside the convolution: on 2 cores, 1 thread per call measured
-    // 229 img/s on ResNet-20 against 216 with 2 and 184 with all cores split by calls in flight.
-    n = FixedThreads() ? FixedThreads() : std::max(1, omp_get_num_procs() - 1);
-    omp_set_num_threads(n);
-  }
-};
-
 ffi::Error Run(int pass, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::AnyBuffer out,
                ffi::Span<const int64_t> window, ffi::Span<const int64_t> pads,
                ffi::Span<const int64_t> dilation, int64_t groups) {
@@ -173,17 +138,16 @@ ffi::Error Run(int pass, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::AnyBuffer out,
   auto y_dims = pass == kFwd ? out.dimensions() : (pass == kBwdData ? a.dimensions()
                                                                     : b.dimensions());
   auto w_dims = pass == kBwdWeights ? out.dimensions() : b.dimensions();
-  Threads threads;
-  Key k{pass, static_cast<int>(DnnlType(a.element_type())), threads.n,
+  Key k{pass, static_cast<int>(DnnlType(a.element_type())), cnnjax_onednn::TeamSize(),
         x_dims[0], x_dims[1], x_dims[2], x_dims[3], w_dims[0], w_dims[1], w_dims[3],
         y_dims[1], y_dims[2], groups, window[0], window[1], pads[0], pads[1], pads[2], pads[3],
         dilation[0], dilation[1]};
   try {
     const Plan& plan = GetPlan(k);
+    cnnjax_onednn::ExecLock exec;
     auto& eng = Engine();
     thread_local Buffers buffers;
-    thread_local std::unique_ptr<dnnl::stream> stream;
-    if (!stream) stream = std::make_unique<dnnl::stream>(eng);
+    dnnl::stream* stream = &cnnjax_onednn::Stream();
     memory scratch(plan.scratch, eng, Grow(buffers.scratch, plan.scratch.get_size()));
     memory user_w(plan.user_weights, eng,
                   pass == kBwdWeights ? out.untyped_data() : b.untyped_data());
