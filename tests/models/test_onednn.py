@@ -48,6 +48,9 @@ GRID = [
     ((2, 7, 7, 64), (3, 3, 64, 64), (1, 1), "SAME", 1, (1, 1)),
     ((2, 15, 15, 16), (3, 3, 16, 16), (1, 1), ((2, 2), (2, 2)), 1, (2, 2)),  # kernel dilation
     ((3, 2, 2, 32), (3, 3, 32, 16), (1, 1), ((1, 1), (1, 1)), 1, (1, 1)),   # ResNet-18's 2×2
+    ((3, 1, 1, 32), (3, 3, 32, 16), (1, 1), ((1, 1), (1, 1)), 1, (1, 1)),   # its 1×1: one tap
+    ((2, 2, 2, 16), (3, 3, 16, 32), (2, 2), ((1, 1), (1, 1)), 1, (1, 1)),   # 2×2 → 1×1: 2×2 taps
+    ((2, 3, 5, 8), (5, 5, 8, 8), (1, 2), ((4, 0), (1, 3)), 1, (1, 1)),      # rows, columns cut
     ((2, 10, 10, 3), (5, 5, 3, 4), (4, 4), "VALID", 1, (1, 1)),
 ]
 
@@ -72,7 +75,10 @@ def test_value_and_gradients_match_xla(x_shape, w_shape, strides, padding, group
                            rhs_dilation=dilation, dimension_numbers=kernels.NHWC,
                            feature_group_count=groups)
   g = jax.random.normal(jax.random.key(2), jax.eval_shape(ref, x, w).shape)
-  assert "cnnjax_onednn_conv_fwd" in _lowered(ours, x, w)
+  lowered = _lowered(ours, x, w)
+  assert "cnnjax_onednn_conv_fwd" in lowered
+  if x_shape[1:3] == (1, 1):  # only the centre tap reads the input: a 1×1 convolution
+    assert f"tensor<1x1x{w_shape[2]}x{w_shape[3]}xf32>" in lowered
   got = jax.jit(_value_and_grads, static_argnums=0)(ours, x, w, g)
   want = jax.jit(_value_and_grads, static_argnums=0)(ref, x, w, g)
   for name, a, b in zip(("value", "input grad", "kernel grad"), got, want):
