@@ -44,9 +44,12 @@ def _thp_mode() -> str | None:
   return text[start + 1:end] if 0 <= start < end else None
 
 
+RESTARTED = "CNNJAX_HUGEPAGES_RESTARTED"  # set before the restart: never a second one
+
+
 def wanted(environ=os.environ) -> bool:
   """Whether restarting with the tunable would change anything here."""
-  return (environ.get(ENV, "1").strip() != "0"
+  return (environ.get(ENV, "1").strip() != "0" and RESTARTED not in environ
           and "glibc.malloc.hugetlb" not in environ.get("GLIBC_TUNABLES", "")
           and sys.platform == "linux" and _glibc_at_least((2, 35)) and _thp_mode() == "madvise")
 
@@ -54,7 +57,7 @@ def wanted(environ=os.environ) -> bool:
 def environment(environ=os.environ) -> dict[str, str]:
   """``environ`` with the tunable added to ``GLIBC_TUNABLES``."""
   tunables = ":".join(t for t in (environ.get("GLIBC_TUNABLES", ""), TUNABLE) if t)
-  return {**environ, "GLIBC_TUNABLES": tunables}
+  return {**environ, "GLIBC_TUNABLES": tunables, RESTARTED: "1"}
 
 
 def reexec() -> None:
@@ -63,6 +66,7 @@ def reexec() -> None:
   if not wanted():
     return
   try:
-    os.execve(sys.executable, sys.orig_argv, environment())
+    # argv[0] is the interpreter's path, so the restart finds the same environment (venv)
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment())
   except OSError:
     pass

@@ -66,6 +66,8 @@ def to_global(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   The global batch is ``local rows × devices / local devices`` (every device holds as many)."""
   local_devices = _local_devices(mesh)
   sharding = batch_sharding(mesh)
+  if len(local_devices) == mesh.devices.size:  # one process: its rows are the whole batch
+    return jax.device_put(local, sharding)
   n = len(next(iter(local.values())))
   global_batch = n * mesh.devices.size // len(local_devices)
   rows = process_rows(mesh, global_batch, local_devices)

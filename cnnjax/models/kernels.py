@@ -257,6 +257,8 @@ def _real_tap_window(x_shape, w_shape, spec: onednn_conv.Spec):
     k, n, stride, (low, high) = w_shape[axis], x_shape[1 + axis], spec.strides[axis], spec.pads[axis]
     last = stride * (out[1 + axis] - 1)  # the last window's offset
     real = [i for i in range(k) if i - low <= n - 1 and i - low + last >= 0]
+    if not real:  # every window lies in the padding: nothing to crop to
+      return (slice(None), slice(None)), spec
     first, end = real[0], real[-1] + 1
     windows.append(slice(first, end))
     pads.append((low - first, high - (k - end)))

@@ -211,7 +211,7 @@ def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
   if start >= total:  # already finished: report the final metrics again
     return run_eval(r.s, r.eval_fn, state)
   dropout_key, final = _keys(o.seed)["dropout"], {}
-  tick, tick_step = time.monotonic(), start
+  tick, tick_step, paused_s = time.monotonic(), start, 0.0  # paused: eval and saving
   for step in range(start, total):
     state, batch_sums = r.train_fn(state, parallel.to_global(next(r.stream), r.s.mesh),
                                    dropout_key)
@@ -219,7 +219,7 @@ def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
     if step == start:  # don't count compilation in images/s
       jax.block_until_ready(sums)
       tick, tick_step = time.monotonic(), done
-    paused = saved = False
+    saved = False
     if done % o.log_every_steps == 0 or done == total:
       host = jax.device_get(sums)
       _check_finite(mgr, done, {k: float(v) for k, v in host.items()})
@@ -227,26 +227,31 @@ def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
       scalars = metrics.finalize(host, "train")
       now = time.monotonic()
       if done > tick_step:
-        scalars["train/images_per_sec"] = (done - tick_step) * o.batch_size / (now - tick)
+        scalars["train/images_per_sec"] = ((done - tick_step) * o.batch_size
+                                           / max(now - tick - paused_s, 1e-9))
       scalars["train/learning_rate"] = float(r.s.schedule(step))
       r.writer.write(done, scalars)
       r.writer.progress(done, loss=scalars["train/loss"],
                         img_s=scalars.get("train/images_per_sec", 0.0))
-      sums, tick, tick_step = None, now, done
+      sums, tick, tick_step, paused_s = None, now, done, 0.0
     r.writer.progress(done)
-    if done == total or (plan.eval_every_steps and done % plan.eval_every_steps == 0):
+    evaluating = done == total or (plan.eval_every_steps and done % plan.eval_every_steps == 0)
+    saving = done == total or done % o.checkpoint_every_steps == 0
+    if evaluating or saving:  # timed from the end of the steps before: not counted in images/s
+      jax.block_until_ready(state)
+      pause = time.monotonic()
+    if evaluating:
       final = run_eval(r.s, r.eval_fn, state)
       _check_finite(mgr, done, final)
       r.writer.write(done, final)
-      paused = True
-    if done == total or done % o.checkpoint_every_steps == 0:
+    if saving:
       checkpoint.save(mgr, done, state, r.stream.get_state())
-      paused = saved = True
+      saved = True
+    if evaluating or saving:
+      paused_s += time.monotonic() - pause
     checkpoint.check_saves(mgr)
     if done < total and r.agreement.should_stop():
       _stop(r, done, state, sums, saved)
-    if paused and tick_step == done:  # eval and saving don't count in images/s
-      tick = time.monotonic()
   return final
 
 

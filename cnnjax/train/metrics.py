@@ -50,8 +50,15 @@ def classification_sums(logits: Array, labels: Array, mask: Array | None = None,
   }
 
 
+@jax.jit
+def _add(a: dict[str, Array], b: dict[str, Array]) -> dict[str, Array]:
+  return jax.tree.map(jnp.add, a, b)
+
+
 def add(a: dict[str, Array] | None, b: dict[str, Array]) -> dict[str, Array]:
-  return b if a is None else jax.tree.map(jnp.add, a, b)
+  """``a + b`` key by key, as one compiled call (one ``jnp.add`` per key outside jit cost about
+  1 ms each: most of LeNet-5's 8 ms step at batch 128)."""
+  return b if a is None else _add(a, b)
 
 
 def finalize(sums: dict[str, Array], prefix: str) -> dict[str, float]:

@@ -91,8 +91,8 @@ ffi::Error Execute(bool backward, ffi::AnyBuffer x, float eps,
   auto d = x.dimensions();
   Key k{backward, cnnjax_onednn::TeamSize(), d[0], d[1], d[2], d[3], eps};
   try {
+    cnnjax_onednn::ExecLock exec;  // first: oneDNN sizes a primitive's team when it is built
     const Plan& plan = GetPlan(k);
-    cnnjax_onednn::ExecLock exec;
     auto& eng = Engine();
     thread_local std::vector<uint8_t> scratch_buffer;
     std::unordered_map<int, memory> exec_args;

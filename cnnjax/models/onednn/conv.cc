@@ -143,8 +143,8 @@ ffi::Error Run(int pass, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::AnyBuffer out,
         y_dims[1], y_dims[2], groups, window[0], window[1], pads[0], pads[1], pads[2], pads[3],
         dilation[0], dilation[1]};
   try {
+    cnnjax_onednn::ExecLock exec;  // first: oneDNN sizes a primitive's team when it is built
     const Plan& plan = GetPlan(k);
-    cnnjax_onednn::ExecLock exec;
     auto& eng = Engine();
     thread_local Buffers buffers;
     dnnl::stream* stream = &cnnjax_onednn::Stream();
