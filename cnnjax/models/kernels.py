@@ -309,17 +309,19 @@ Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
 
 # ---- batch normalization -------------------------------------------------------------------
 
-def batch_norm(x: jax.Array, scale: jax.Array, shift: jax.Array, eps: float):
+def batch_norm(x: jax.Array, scale: jax.Array, shift: jax.Array, eps: float,
+               relu: bool = False):
   """Training-mode batch normalization over every axis but the last: ``(y, mean, var)`` with
-  ``y = (x - mean) / sqrt(var + eps) * scale + shift`` and the batch's float32 mean and biased
-  variance. On CPU with ``onednn``, 4-D float32 inputs run as oneDNN's primitive (forward and
-  gradient); elsewhere flax's ``BatchNorm`` sums (``onednn.batchnorm.reference``). Only ``y``
-  carries a gradient (the statistics feed running averages)."""
-  reference = lambda x, scale, shift: onednn_bn.reference(x, scale, shift, eps)
+  ``y = (x - mean) / sqrt(var + eps) * scale + shift`` (then a ReLU if ``relu``) and the batch's
+  float32 mean and biased variance. On CPU with ``onednn``, 4-D float32 inputs run as oneDNN's
+  primitive (forward and gradient; the ReLU fused into it); elsewhere flax's ``BatchNorm`` sums
+  (``onednn.batchnorm.reference``). Only ``y`` carries a gradient (the statistics feed running
+  averages)."""
+  reference = lambda x, scale, shift: onednn_bn.reference(x, scale, shift, eps, relu)
   if not (mode() == "onednn" and x.ndim == 4 and x.dtype == jnp.float32
           and scale.dtype == shift.dtype == jnp.float32):
     y, mean, var = reference(x, scale, shift)
     return y, lax.stop_gradient(mean), lax.stop_gradient(var)
   return lax.platform_dependent(
-      x, scale, shift, cpu=lambda x, scale, shift: onednn_bn.train(x, scale, shift, eps),
+      x, scale, shift, cpu=lambda x, scale, shift: onednn_bn.train(x, scale, shift, eps, relu),
       default=reference)

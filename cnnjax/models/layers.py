@@ -70,7 +70,8 @@ class BatchNorm(nn.Module):
   """``flax.linen.BatchNorm`` over the last axis, with its variables (``params``: ``scale``,
   ``bias``; ``batch_stats``: ``mean``, ``var``, all float32) and numbers, whose training-mode
   statistics and normalization go through ``kernels.batch_norm`` (oneDNN's primitive on CPU).
-  ``momentum`` is the running averages' keep (flax's convention)."""
+  ``momentum`` is the running averages' keep (flax's convention). ``relu=True`` returns
+  ``relu(BatchNorm(x))``, fused into oneDNN's primitive where that runs (``bn_act``)."""
 
   use_running_average: bool
   momentum: float = BN_MOMENTUM
@@ -80,7 +81,7 @@ class BatchNorm(nn.Module):
   bias_init: Callable[..., Array] = nn.initializers.zeros
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
+  def __call__(self, x: Array, relu: bool = False) -> Array:
     features = (x.shape[-1],)
     stats = lambda init: (lambda shape: init(shape, jnp.float32))
     ra_mean = self.variable("batch_stats", "mean", stats(jnp.zeros), features)
@@ -91,8 +92,9 @@ class BatchNorm(nn.Module):
     if self.use_running_average:
       mul = lax.rsqrt(ra_var.value + self.epsilon) * scale
       x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-      return ((x - ra_mean.value) * mul + bias).astype(dtype)
-    y, mean, var = kernels.batch_norm(x, scale, bias, self.epsilon)
+      y = (x - ra_mean.value) * mul + bias
+      return (nn.relu(y) if relu else y).astype(dtype)
+    y, mean, var = kernels.batch_norm(x, scale, bias, self.epsilon, relu)
     if not self.is_initializing():
       keep = self.momentum
       ra_mean.value = keep * ra_mean.value + (1 - keep) * mean
@@ -107,6 +109,11 @@ def batch_norm(train: bool, dtype: Any, name: str, *, epsilon: float = BN_EPS,
   return BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=epsilon,
                    dtype=dtype, name=name,
                    scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
+
+
+def bn_act(bn: BatchNorm, act: Callable[[Array], Array], x: Array) -> Array:
+  """``act(bn(x))``; a ReLU is fused into the BatchNorm (one pass over the activations on CPU)."""
+  return bn(x, relu=True) if act is nn.relu else act(bn(x))
 
 
 def check_pool(kind: str) -> str:
@@ -220,5 +227,6 @@ class BasicConv2d(nn.Module):
     x = Conv(self.features, k, self.strides, padding=conv_padding(self.padding),
              use_bias=not self.use_bn, dtype=self.dtype, name="conv")(x)
     if self.use_bn:
-      x = batch_norm(train, self.dtype, "bn", epsilon=self.bn_eps)(x)
+      return bn_act(batch_norm(train, self.dtype, "bn", epsilon=self.bn_eps),
+                    activation(self.activation, self.negative_slope), x)
     return activation(self.activation, self.negative_slope)(x)

@@ -252,22 +252,28 @@ def test_a_cached_train_step_loads_and_runs_in_a_fresh_process(tmp_path):
 
 # ---- batch normalization -----------------------------------------------------------------
 
-def _bn_loss(module, variables, x, g):
+def _bn_loss(module, variables, x, g, relu=False):
   """A loss of the module's output (weighted by ``g``) and its updated running statistics."""
-  y, updates = module.apply(variables, x, mutable=["batch_stats"])
+  if isinstance(module, layers.BatchNorm):
+    y, updates = module.apply(variables, x, relu, mutable=["batch_stats"])
+  else:  # flax's, with the ReLU after it
+    y, updates = module.apply(variables, x, mutable=["batch_stats"])
+    y = nn.relu(y) if relu else y
   return jnp.sum(y * g), updates
 
 
-def _bn_grads(module, variables, x, g):
+def _bn_grads(module, variables, x, g, relu=False):
   grad = jax.value_and_grad(_bn_loss, argnums=(1, 2), has_aux=True)
-  return jax.jit(grad, static_argnums=0)(module, variables, x, g)
+  return jax.jit(grad, static_argnums=(0, 4))(module, variables, x, g, relu)
 
 
-@pytest.mark.parametrize("shape", [(4, 5, 7, 16), (1, 1, 1, 3), (2, 8, 8, 64), (3, 2, 2, 6)])
+@pytest.mark.parametrize("shape,relu", [((4, 5, 7, 16), False), ((1, 1, 1, 3), False),
+                                        ((2, 8, 8, 64), True), ((3, 2, 2, 6), True)])
 @pytest.mark.parametrize("train", [True, False])
-def test_batch_norm_equals_flax(shape, train):
-  """``layers.BatchNorm`` (oneDNN's primitive in training mode) against ``flax.linen.BatchNorm``:
-  the same variables, output, running statistics and gradients (input, scale, bias)."""
+def test_batch_norm_equals_flax(shape, relu, train):
+  """``layers.BatchNorm`` (oneDNN's primitive in training mode, the ReLU fused into it) against
+  ``flax.linen.BatchNorm`` (then ``nn.relu``): the same variables, output, running statistics
+  and gradients (input, scale, bias)."""
   ours = layers.BatchNorm(use_running_average=not train)
   flax_bn = nn.BatchNorm(use_running_average=not train, momentum=layers.BN_MOMENTUM,
                          epsilon=layers.BN_EPS)
@@ -279,12 +285,12 @@ def test_batch_norm_equals_flax(shape, train):
   keys = iter(jax.random.split(jax.random.key(3), 4))
   variables = jax.tree.map(lambda a: a + 0.3 * jax.random.uniform(next(keys), a.shape), variables)
   if train:
-    assert "cnnjax_onednn_bn_fwd" in _lowered(lambda v, x: ours.apply(
-        v, x, mutable=["batch_stats"]), variables, x)
+    lowered = _lowered(lambda v, x: ours.apply(v, x, relu, mutable=["batch_stats"]), variables, x)
+    assert "cnnjax_onednn_bn_fwd" in lowered
     assert "cnnjax_onednn_bn_bwd" in _lowered(lambda v, x: jax.grad(
-        lambda x: _bn_loss(ours, v, x, g)[0])(x), variables, x)
-  (loss, updates), grads = _bn_grads(ours, variables, x, g)
-  (want_loss, want_updates), want_grads = _bn_grads(flax_bn, variables, x, g)
+        lambda x: _bn_loss(ours, v, x, g, relu)[0])(x), variables, x)
+  (loss, updates), grads = _bn_grads(ours, variables, x, g, relu)
+  (want_loss, want_updates), want_grads = _bn_grads(flax_bn, variables, x, g, relu)
   assert float(loss) == pytest.approx(float(want_loss), rel=1e-5, abs=1e-4)
   for a, b in zip(jax.tree.leaves((updates, grads)), jax.tree.leaves((want_updates, want_grads))):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * (1 + float(jnp.max(jnp.abs(b)))))

@@ -1,8 +1,9 @@
 """Training-mode batch normalization over NHWC activations whose forward pass and gradient are
 oneDNN primitives (``batchnorm.cc``), and the same sums in JAX (``reference``).
 
-``train(x, scale, shift, eps)`` returns ``(y, mean, var)``: the normalized activations and the
-batch's per-channel mean and (biased) variance, for the running averages. Only ``y`` carries a
+``train(x, scale, shift, eps, relu)`` returns ``(y, mean, var)``: the normalized activations
+(followed by a ReLU if ``relu``: oneDNN's fused norm-ReLU, one pass over the activations instead
+of two) and the batch's per-channel mean and (biased) variance, for the running averages. Only ``y`` carries a
 gradient: the statistics feed the running averages, which no loss differentiates.
 
 Each pass is one ``jax.ffi.ffi_call`` wrapped in ``custom_partitioning``. On one device (or with
@@ -44,7 +45,7 @@ def _stats_dtype(x):
   return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def reference(x, scale, shift, eps: float, names: tuple[str, ...] = (),
+def reference(x, scale, shift, eps: float, relu: bool = False, names: tuple[str, ...] = (),
               two_pass: bool = False):
   """``(y, mean, var)`` as flax's ``BatchNorm`` computes them (at least float32 statistics, the
   variance as E[x²] − E[x]²), or with ``two_pass`` as oneDNN does (the variance as E[(x − mean)²],
@@ -58,11 +59,12 @@ def reference(x, scale, shift, eps: float, names: tuple[str, ...] = (),
   else:
     var = jnp.maximum(0.0, _sum(xf * xf, names) / n - mean * mean)
   y = (xf - mean) * (lax.rsqrt(var + eps) * scale) + shift
-  return y.astype(x.dtype), mean, var
+  return (jnp.maximum(y, 0) if relu else y).astype(x.dtype), mean, var
 
 
 def reference_grad(x, dy, scale, mean, var, eps: float, names: tuple[str, ...] = ()):
-  """``(dx, dscale, dshift)`` of ``reference``'s ``y`` for the cotangent ``dy``."""
+  """``(dx, dscale, dshift)`` of ``reference``'s ``y`` (before a ReLU: its mask is applied to
+  ``dy`` first, see ``_train_bwd``) for the cotangent ``dy``."""
   xf, dyf = x.astype(_stats_dtype(x)), dy.astype(_stats_dtype(x))
   n = _count(x, names)
   rstd = lax.rsqrt(var + eps)
@@ -77,10 +79,10 @@ def _stats(x) -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct(x.shape[-1:], jnp.float32)
 
 
-def _ffi_fwd(x, scale, shift, eps):
+def _ffi_fwd(x, scale, shift, eps, relu):
   result = (jax.ShapeDtypeStruct(x.shape, x.dtype), _stats(x), _stats(x))
   return jax.ffi.ffi_call(build.TARGETS["bn_fwd"], result, vmap_method="sequential")(
-      x, scale, shift, eps=np.float32(eps))
+      x, scale, shift, eps=np.float32(eps), relu=np.int64(relu))
 
 
 def _ffi_bwd(x, dy, scale, mean, var, eps):
@@ -97,10 +99,12 @@ def _axis_names(sharding) -> tuple[str, ...]:
   return tuple(axes) if isinstance(axes, tuple) else (axes,)
 
 
-def _partitioned(ffi_fn, jax_fn, batched: int, rule: str):
+def _partitioned(ffi_fn, jax_fn, batched: int, rule: str, statics: int):
   """``ffi_fn`` over operands whose first ``batched`` are NHWC activations (sharded along the
-  batch), the rest per-channel vectors (replicated); results: one activation, two vectors."""
-  fn = custom_partitioning(ffi_fn, static_argnums=(len(rule.split("->")[0].split(",")),))
+  batch), the rest per-channel vectors (replicated), then ``statics`` static arguments; results:
+  one activation, two vectors."""
+  operands = len(rule.split("->")[0].split(","))
+  fn = custom_partitioning(ffi_fn, static_argnums=tuple(range(operands, operands + statics)))
 
   def shardings(mesh, arg_shapes):
     names = _axis_names(arg_shapes[0].sharding)
@@ -108,16 +112,18 @@ def _partitioned(ffi_fn, jax_fn, batched: int, rule: str):
     whole = NamedSharding(mesh, P())
     return names, batch, whole
 
-  def infer(eps, mesh, arg_shapes, result_shape):
+  def infer(*args):
+    mesh, arg_shapes = args[statics:statics + 2]
     _, batch, whole = shardings(mesh, arg_shapes)
     return batch, whole, whole
 
-  def partition(eps, mesh, arg_shapes, result_shape):
+  def partition(*args):
+    static, (mesh, arg_shapes) = args[:statics], args[statics:statics + 2]
     names, batch, whole = shardings(mesh, arg_shapes)
     if names:
-      lower = lambda *args: jax_fn(*args, eps, names)
+      lower = lambda *operands: jax_fn(*operands, *static, names=names)
     else:
-      lower = lambda *args: ffi_fn(*args, eps)
+      lower = lambda *operands: ffi_fn(*operands, *static)
     args = (batch,) * batched + (whole,) * (len(arg_shapes) - batched)
     return mesh, lower, (batch, whole, whole), args
 
@@ -125,24 +131,28 @@ def _partitioned(ffi_fn, jax_fn, batched: int, rule: str):
   return fn
 
 
-_fwd = _partitioned(_ffi_fwd, functools.partial(reference, two_pass=True), 1, "n h w c, c, c -> n h w c, c, c")
-_bwd = _partitioned(_ffi_bwd, reference_grad, 2, "n h w c, n h w c, c, c, c -> n h w c, c, c")
+_fwd = _partitioned(_ffi_fwd, functools.partial(reference, two_pass=True), 1,
+                    "n h w c, c, c -> n h w c, c, c", statics=2)
+_bwd = _partitioned(_ffi_bwd, reference_grad, 2, "n h w c, n h w c, c, c, c -> n h w c, c, c",
+                    statics=1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def train(x: jax.Array, scale: jax.Array, shift: jax.Array, eps: float):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def train(x: jax.Array, scale: jax.Array, shift: jax.Array, eps: float, relu: bool = False):
   """``(y, mean, var)`` of training-mode batch normalization (NHWC float32; see the module)."""
-  return _fwd(x, scale, shift, eps)
+  return _fwd(x, scale, shift, eps, relu)
 
 
-def _train_fwd(x, scale, shift, eps):
-  y, mean, var = _fwd(x, scale, shift, eps)
-  return (y, mean, var), (x, scale, mean, var)
+def _train_fwd(x, scale, shift, eps, relu):
+  y, mean, var = _fwd(x, scale, shift, eps, relu)
+  return (y, mean, var), (x, scale, mean, var, y if relu else None)
 
 
-def _train_bwd(eps, residuals, cotangents):
-  x, scale, mean, var = residuals
+def _train_bwd(eps, relu, residuals, cotangents):
+  x, scale, mean, var, y = residuals
   dy = cotangents[0].astype(x.dtype)  # the statistics' cotangents: see the module docstring
+  if relu:  # the ReLU's gradient: y > 0 exactly where its input was
+    dy = jnp.where(y > 0, dy, jnp.zeros_like(dy))
   return _bwd(x, dy, scale, mean, var, eps)
 
 
