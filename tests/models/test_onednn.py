@@ -24,7 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cnnjax import parallel
 from cnnjax.models import kernels, layers, registry
-from cnnjax.models.onednn import build, conv as onednn_conv
+from cnnjax.models.onednn import build
 from tests.models.common import FAST_COMPILE, noise_variables
 from tests.models.test_kernels import _lowered
 

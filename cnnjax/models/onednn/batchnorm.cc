@@ -72,14 +72,7 @@ std::unique_ptr<Plan> MakePlan(const Key& k) {
   return plan;
 }
 
-const Plan& GetPlan(const Key& k) {
-  static std::mutex mu;
-  static std::map<Key, std::unique_ptr<Plan>> plans;
-  std::lock_guard<std::mutex> lock(mu);
-  auto& slot = plans[k];
-  if (!slot) slot = MakePlan(k);
-  return *slot;
-}
+const Plan& GetPlan(const Key& k) { return cnnjax_onednn::Cached<Plan>(k, MakePlan); }
 
 ffi::Error Check(ffi::AnyBuffer x) {
   if (x.dimensions().size() != 4 || x.element_type() != ffi::DataType::F32) {

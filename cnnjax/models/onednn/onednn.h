@@ -17,6 +17,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -51,6 +53,17 @@ class ExecLock {
   }
   std::lock_guard<std::mutex> lock_;
 };
+
+// The plan for `key`, made by `make(key)` on first use and kept (one cache per Plan type).
+template <typename Plan, typename Key, typename Make>
+const Plan& Cached(const Key& key, Make make) {
+  static std::mutex mu;
+  static std::map<Key, std::unique_ptr<Plan>> plans;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = plans[key];
+  if (!slot) slot = make(key);
+  return *slot;
+}
 
 inline dnnl::stream& Stream() {
   thread_local dnnl::stream stream(Engine());
