@@ -27,6 +27,7 @@ from jax.experimental.custom_partitioning import custom_partitioning
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cnnjax.models.onednn import build
+from cnnjax.models.onednn import conv as onednn_conv
 
 
 def _count(x, names: tuple[str, ...]) -> jax.Array:
@@ -91,14 +92,6 @@ def _ffi_bwd(x, dy, scale, mean, var, eps):
       x, dy, scale, mean, var, eps=np.float32(eps))
 
 
-def _axis_names(sharding) -> tuple[str, ...]:
-  spec = getattr(sharding, "spec", None)
-  axes = spec[0] if spec else None
-  if axes is None:
-    return ()
-  return tuple(axes) if isinstance(axes, tuple) else (axes,)
-
-
 def _partitioned(ffi_fn, jax_fn, batched: int, rule: str, statics: int):
   """``ffi_fn`` over operands whose first ``batched`` are NHWC activations (sharded along the
   batch), the rest per-channel vectors (replicated), then ``statics`` static arguments; results:
@@ -107,7 +100,7 @@ def _partitioned(ffi_fn, jax_fn, batched: int, rule: str, statics: int):
   fn = custom_partitioning(ffi_fn, static_argnums=tuple(range(operands, operands + statics)))
 
   def shardings(mesh, arg_shapes):
-    names = _axis_names(arg_shapes[0].sharding)
+    names = onednn_conv.batch_axis_names(arg_shapes[0].sharding)
     batch = NamedSharding(mesh, P(names or None))
     whole = NamedSharding(mesh, P())
     return names, batch, whole

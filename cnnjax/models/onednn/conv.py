@@ -54,6 +54,11 @@ def _axis_names(axes) -> tuple[str, ...]:
   return tuple(axes) if isinstance(axes, tuple) else (axes,)
 
 
+def batch_axis_names(sharding) -> tuple[str, ...]:
+  """The mesh axes an operand's batch (dim 0) is sharded over; () if it is not."""
+  return _axis_names(_batch_axes(sharding))
+
+
 def _partitioned(pass_: str, rule: str, reduce: bool):
   """``pass_``'s FFI call, partitioned along the batch (operand 0's dim 0): both operands are
   sharded as operand 0's batch, the rest replicated; ``reduce``: the result is a sum over the
