@@ -3,7 +3,9 @@
 Three streams, each the kind a benchmark case trains on: the embedded MNIST with the LeNet-5
 experiment's random shifts (lenet5), in-memory 32×32×3 images with shifts and flips (the CIFAR
 models), and variable-size images with the random-resized crop to 224 (the ImageNet models).
-A stream faster than the train step never starves it. Needs grain (not the model side).
+A stream faster than the train step never starves it. The shifts and flips are only drawn in the
+stream; the train step applies them (``cnnjax.data.augment.shift_and_flip``). Needs grain (not
+the model side).
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(DATA_AXIS))
+def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
+  """Arrays split along ``batch_axis`` over ``data`` (axis 1: a stack of batches)."""
+  return NamedSharding(mesh, P(*[None] * batch_axis, DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -59,24 +60,27 @@ def process_rows(mesh: Mesh, global_batch: int,
   return np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
 
 
-def to_global(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """This process's rows of a global batch (``process_rows`` order) → global arrays sharded
-  along ``data``, each device given exactly the rows the sharding assigns it.
+def to_global(local: dict[str, np.ndarray], mesh: Mesh,
+              batch_axis: int = 0) -> dict[str, jax.Array]:
+  """This process's rows of a global batch (``process_rows`` order, along ``batch_axis``) →
+  global arrays sharded along ``data``, each device given exactly the rows the sharding assigns
+  it.
 
   The global batch is ``local rows × devices / local devices`` (every device holds as many)."""
   local_devices = _local_devices(mesh)
-  sharding = batch_sharding(mesh)
+  sharding = batch_sharding(mesh, batch_axis)
   if len(local_devices) == mesh.devices.size:  # one process: its rows are the whole batch
     return jax.device_put(local, sharding)
-  n = len(next(iter(local.values())))
+  n = next(iter(local.values())).shape[batch_axis]
   global_batch = n * mesh.devices.size // len(local_devices)
   rows = process_rows(mesh, global_batch, local_devices)
-  index = sharding.devices_indices_map((global_batch,))
+  index = batch_sharding(mesh).devices_indices_map((global_batch,))
   where = {d: np.searchsorted(rows, np.arange(global_batch)[index[d][0]]) for d in local_devices}
 
   def place(v: np.ndarray) -> jax.Array:
-    shards = [jax.device_put(v[where[d]], d) for d in local_devices]
-    return jax.make_array_from_single_device_arrays((global_batch, *v.shape[1:]), sharding, shards)
+    shards = [jax.device_put(np.take(v, where[d], axis=batch_axis), d) for d in local_devices]
+    shape = (*v.shape[:batch_axis], global_batch, *v.shape[batch_axis + 1:])
+    return jax.make_array_from_single_device_arrays(shape, sharding, shards)
 
   return {k: place(v) for k, v in local.items()}
 

@@ -24,4 +24,5 @@ def get_config(arg=None):
   c.schedule.name = "cosine"
   c.schedule.warmup_epochs = 1.0
   c.checkpoint_every_steps = 200
+  c.steps_per_call = 8  # a 9 ms step: per-step host work would cost a fifth of the speed
   return c

@@ -38,6 +38,7 @@ BAD = [
     ({"data.val_fraction": 0.0}, "config.data.val_fraction must be in (0, 1), got 0.0."),
     ({"data.val_fraction": 1.0}, "config.data.val_fraction must be in (0, 1), got 1.0."),
     ({"data.num_threads": 0}, "config.data.num_threads must be an integer >= 1, got 0."),
+    ({"steps_per_call": 0}, "config.steps_per_call must be an integer >= 1, got 0."),
     ({"data.channels": 2}, "config.data.channels must be 1 or 3, got 2."),
     ({"optimizer.learning_rate": 0.0}, "config.optimizer.learning_rate must be positive, got 0.0."),
     ({"optimizer.learning_rate": NAN},

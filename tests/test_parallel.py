@@ -93,3 +93,9 @@ def test_to_global_puts_each_devices_rows_on_it():
   np.testing.assert_array_equal(np.asarray(x), batch["x"])
   for shard in x.addressable_shards:
     np.testing.assert_array_equal(shard.data, batch["x"][shard.index])
+  two = batch["x"].reshape(2, 4, 3)  # two stacked batches of 4
+  stacked = parallel.to_global({"x": two}, mesh, batch_axis=1)["x"]
+  assert tuple(stacked.sharding.spec) == (None, parallel.DATA_AXIS)
+  for shard in stacked.addressable_shards:  # each device: its row of both batches
+    assert shard.data.shape == (2, 1, 3)
+    np.testing.assert_array_equal(shard.data, two[shard.index])

@@ -8,7 +8,9 @@ the number of processes or threads, and a resumed run (the grain iterator state 
 checkpoint) sees the very same batches as an uninterrupted one.
 
 Work is done per batch (one gather, vectorised draws), not per example: on two CPU cores a
-per-example Python pipeline cannot keep up with LeNet-5.
+per-example Python pipeline cannot keep up with LeNet-5. The shift and flip are only drawn here
+(``shift``, ``flip`` in the batch) and applied inside the train step: the same pixel copy on the
+host cost LeNet-5's loop about a tenth of its speed on 2 cores, on the device it is a gather.
 
 With a ``crop`` (always for images of varying size) each image is cropped on the host with PIL:
 training takes torchvision's ``RandomResizedCrop(crop)`` (boxes from the generator seeded by
@@ -106,11 +108,11 @@ def _train_batch(batch: int, *, dataset: Dataset, global_batch: int, seed: int, 
     boxes = crop_boxes(sizes, batch=batch, global_batch=global_batch, seed=seed, rows=rows)
     images = transforms.crop_and_resize(images, boxes, dataset.crop)
   out = {"image": images, "label": labels}
-  if max_shift or flip:
+  if max_shift or flip:  # drawn here, applied in the train step (augment.shift_and_flip)
     rng = np.random.default_rng([seed, 1, batch])
     shifts = rng.integers(0, 2 * max_shift + 1, size=(global_batch, 2))[rows]
     flips = (rng.random(global_batch) < 0.5)[rows] if flip else np.zeros(len(shifts), bool)
-    out["image"] = transforms.shift_and_flip(out["image"], shifts - max_shift, flips)
+    out["shift"], out["flip"] = (shifts - max_shift).astype(np.int32), flips
   return out
 
 
@@ -134,8 +136,11 @@ def train_stream(dataset: Dataset, *, global_batch: int, seed: int, max_shift: i
   """Endless iterator of rows ``rows`` (global row indices; None: all) of each global batch.
 
   Yields ``{'image': uint8 (b, H, W, C), 'label': int32 (b,)}`` with ``b = len(rows)``, in the
-  order of ``rows``. Its ``get_state()`` / ``set_state()`` checkpoint and resume it exactly, and
-  the state doesn't depend on ``rows`` (a run may resume with another process count).
+  order of ``rows``; with ``max_shift`` or ``flip`` also the draws ``'shift': int32 (b, 2)``
+  (dy, dx in ``[-max_shift, max_shift]``) and ``'flip': bool (b,)``, for
+  ``augment.shift_and_flip`` in the train step (the images are unshifted). Its
+  ``get_state()`` / ``set_state()`` checkpoint and resume it exactly, and the state doesn't
+  depend on ``rows`` (a run may resume with another process count).
   """
   load = functools.partial(_train_batch, dataset=dataset, global_batch=global_batch, seed=seed,
                            max_shift=max_shift, flip=flip, rows=_rows(rows, global_batch))

@@ -1,11 +1,12 @@
 """Pure preprocessing functions.
 
-Host side (numpy, per batch, uint8 in and out): the augmentations, with the random draws made
-by the caller from an explicitly seeded generator, and the ImageNet-style crops that bring
+Host side (numpy, per batch, uint8 in and out): the random draws of the augmentations, made by
+the caller from an explicitly seeded generator, and the ImageNet-style crops that bring
 images of any size to one size (PIL, one image at a time: resampling with antialiasing is
 what torchvision does, and PIL releases the GIL, so grain's reader threads run it in parallel).
 Device side (jax, per batch, inside the jitted step): resizing, channel matching and
-normalisation, so only uint8 pixels cross from host to device.
+normalisation, so only uint8 pixels cross from host to device; the shifts and flips drawn on the
+host are applied there too (``cnnjax.data.augment``).
 """
 
 from __future__ import annotations
@@ -22,21 +23,6 @@ from cnnjax.data import images as images_lib
 CROP_SCALE = (0.08, 1.0)
 CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 CROP_ATTEMPTS = 10  # tries before falling back to a centre crop
-
-
-def shift_and_flip(images: np.ndarray, shifts: np.ndarray, flips: np.ndarray) -> np.ndarray:
-  """Per-image translation by ``shifts[i] = (dy, dx)`` (zero fill) and optional left-right flip.
-
-  The batched form of ``random_shift`` + ``random_flip``, with the draws made by the caller.
-  """
-  n, h, w, _ = images.shape
-  m = int(np.abs(shifts).max(initial=0))
-  padded = np.pad(images, [(0, 0), (m, m), (m, m), (0, 0)])
-  out = np.empty_like(images)
-  for i, ((dy, dx), f) in enumerate(zip(shifts, flips)):
-    crop = padded[i, m - dy:m - dy + h, m - dx:m - dx + w]
-    out[i] = crop[:, ::-1] if f else crop
-  return out
 
 
 def random_resized_crop_boxes(sizes: np.ndarray, attempts: np.ndarray, offsets: np.ndarray, *,

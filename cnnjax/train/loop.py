@@ -76,26 +76,72 @@ def load_init_from(path: str) -> dict:
 
 
 NONFINITE = "nonfinite_state"  # metric sums' count of steps that left a non-finite state
+WINDOW_KEYS = (*metrics.SUM_KEYS, NONFINITE)  # the train metric sums of a logging window
 
 
-def _checked_train_step(state, batch, key, **kwargs):
-  """``train_step`` plus whether the new state is finite, so no non-finite state is saved."""
+def zero_window() -> dict[str, np.ndarray]:
+  return {k: np.float32(0.0) for k in WINDOW_KEYS}
+
+
+def _checked_train_step(state, batch, key, window, **kwargs):
+  """``train_step``, its metric sums added to ``window`` (in the step: a separate call per step
+  cost LeNet-5 several percent on 2 cores), with whether the new state is finite, so no
+  non-finite state is saved."""
   state, sums = step_lib.train_step(state, batch, key, **kwargs)
-  return state, {**sums, NONFINITE: 1.0 - checkpoint.all_finite(state).astype(jnp.float32)}
+  sums = {**sums, NONFINITE: 1.0 - checkpoint.all_finite(state).astype(jnp.float32)}
+  return state, {k: window[k] + sums[k] for k in WINDOW_KEYS}
+
+
+def _train_steps(state, batches, key, window, n, *, step):
+  """The first ``n`` of the stacked ``batches`` (leading axis: ``steps_per_call``), one ``step``
+  each, in a loop on the device; one call, whatever ``n``."""
+  if len(batches["label"]) == 1:  # steps_per_call=1: the plain step
+    return step(state, jax.tree.map(lambda x: x[0], batches), key, window)
+
+  def body(i, carry):
+    state, window = carry
+    batch = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), batches)
+    return step(state, batch, key, window)
+
+  return jax.lax.fori_loop(0, n, body, (state, window))
 
 
 def compile_steps(s: Run):
-  """The jitted train and eval steps: batch sharded over ``data``, state replicated."""
+  """The jitted train and eval steps: batches sharded over ``data``, state replicated.
+
+  The train call is ``(state, batches, key, window, n) -> (state, window)``: ``batches`` stacks
+  ``steps_per_call`` batches (``stack_batches``) of which it trains on the first ``n``, and
+  ``window`` are the metric sums it adds to (``zero_window()`` starts one); it donates the state
+  and the window."""
   rep, data = parallel.replicated(s.mesh), parallel.batch_sharding(s.mesh)
-  train = functools.partial(_checked_train_step, model=s.model, tx=s.tx, input_fn=s.input_fn,
-                            label_smoothing=s.options.label_smoothing,
-                            aux_loss_weight=s.spec.aux_loss_weight,
-                            train_mode=s.options.train_mode, frozen=s.frozen)
+  step = functools.partial(_checked_train_step, model=s.model, tx=s.tx, input_fn=s.input_fn,
+                           label_smoothing=s.options.label_smoothing,
+                           aux_loss_weight=s.spec.aux_loss_weight,
+                           train_mode=s.options.train_mode, frozen=s.frozen)
   evaluate = functools.partial(step_lib.eval_step, model=s.model, input_fn=s.input_fn)
-  train = jax.jit(train, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
-                  donate_argnums=0)
+  train = jax.jit(functools.partial(_train_steps, step=step),
+                  in_shardings=(rep, parallel.batch_sharding(s.mesh, 1), rep, rep, rep),
+                  out_shardings=(rep, rep), donate_argnums=(0, 3))
   evaluate = jax.jit(evaluate, in_shardings=(rep, data), out_shardings=rep)
   return train, evaluate
+
+
+def stack_batches(stream, n: int, size: int) -> dict[str, np.ndarray]:
+  """The next ``n`` batches of ``stream`` stacked on a new leading axis of ``size`` (the rest
+  zeros: the compiled call has one shape)."""
+  first = next(stream)
+  out = {k: np.zeros((size, *v.shape), v.dtype) for k, v in first.items()}
+  for i in range(n):
+    for k, v in (first if i == 0 else next(stream)).items():
+      out[k][i] = v
+  return out
+
+
+def steps_in_call(step: int, total: int, per_call: int, every: Sequence[int]) -> int:
+  """How many steps the call starting after ``step`` takes: ``per_call``, cut at the next
+  multiple of any of ``every`` (logging, evaluation, saving) and at ``total``."""
+  stop = min([total] + [(step // e + 1) * e for e in every if e])
+  return min(per_call, stop - step)
 
 
 def run_eval(s: Run, eval_fn, state) -> dict[str, float]:
@@ -176,7 +222,9 @@ def _train(s: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[str
       rows=parallel.process_rows(s.mesh, o.batch_size), num_threads=o.num_threads)
   if restored is not None:
     stream.set_state(restored.data)
-  window = {k: np.float32(v) for k, v in restored.window.items()} if restored else {}
+  window = zero_window()
+  if restored is not None and restored.window:  # the metric sums of the steps before the stop
+    window = {k: np.float32(restored.window[k]) for k in WINDOW_KEYS}
   train_fn, eval_fn = compile_steps(s)
   start = int(state.step)
   if request.signum is not None and jax.process_count() == 1:  # signalled while starting:
@@ -187,7 +235,7 @@ def _train(s: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[str
                         enabled=jax.process_index() == 0)
   try:
     return _loop(_Loop(s, train_fn, eval_fn, stream, writer, mgr,
-                       stopping.Agreement(request, s.mesh)), state, start, window or None)
+                       stopping.Agreement(request, s.mesh)), state, start, window)
   finally:
     writer.close()
 
@@ -211,11 +259,14 @@ def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
   if start >= total:  # already finished: report the final metrics again
     return run_eval(r.s, r.eval_fn, state)
   dropout_key, final = _keys(o.seed)["dropout"], {}
+  every = (o.log_every_steps, plan.eval_every_steps, o.checkpoint_every_steps)
   tick, tick_step, paused_s = time.monotonic(), start, 0.0  # paused: eval and saving
-  for step in range(start, total):
-    state, batch_sums = r.train_fn(state, parallel.to_global(next(r.stream), r.s.mesh),
-                                   dropout_key)
-    sums, done = metrics.add(sums, batch_sums), step + 1
+  done = start
+  while done < total:
+    step, n = done, steps_in_call(done, total, o.steps_per_call, every)
+    batches = parallel.to_global(stack_batches(r.stream, n, o.steps_per_call), r.s.mesh, 1)
+    state, sums = r.train_fn(state, batches, dropout_key, sums, np.int32(n))
+    done = step + n
     if step == start:  # don't count compilation in images/s
       jax.block_until_ready(sums)
       tick, tick_step = time.monotonic(), done
@@ -229,11 +280,11 @@ def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
       if done > tick_step:
         scalars["train/images_per_sec"] = ((done - tick_step) * o.batch_size
                                            / max(now - tick - paused_s, 1e-9))
-      scalars["train/learning_rate"] = float(r.s.schedule(step))
+      scalars["train/learning_rate"] = float(r.s.schedule(done - 1))
       r.writer.write(done, scalars)
       r.writer.progress(done, loss=scalars["train/loss"],
                         img_s=scalars.get("train/images_per_sec", 0.0))
-      sums, tick, tick_step, paused_s = None, now, done, 0.0
+      sums, tick, tick_step, paused_s = zero_window(), now, done, 0.0
     r.writer.progress(done)
     evaluating = done == total or (plan.eval_every_steps and done % plan.eval_every_steps == 0)
     saving = done == total or done % o.checkpoint_every_steps == 0
@@ -259,7 +310,7 @@ def _stop(r: _Loop, done: int, state, sums, saved: bool) -> None:
   """Saves at step ``done`` (with the metric window, so the logs resume exactly) and raises."""
   request = r.agreement.request
   if not saved:
-    window = {k: float(v) for k, v in jax.device_get(sums or {}).items()}
+    window = {k: float(v) for k, v in jax.device_get(sums).items()}
     _check_finite(r.mgr, done, window)
     checkpoint.save(r.mgr, done, state, r.stream.get_state(), window)
   checkpoint.finish(r.mgr)

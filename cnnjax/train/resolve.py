@@ -42,6 +42,7 @@ class LoopOptions:
   label_smoothing: float
   train_mode: bool  # False for a linear probe: BatchNorm keeps the loaded statistics
   log_every_steps: int
+  steps_per_call: int
   checkpoint_every_steps: int
   keep_checkpoints: int
   init_from: str | None
@@ -141,7 +142,7 @@ def _loop_options(config) -> LoopOptions:
       num_threads=config.data.num_threads, max_shift=config.data.max_shift,
       flip=config.data.flip, label_smoothing=config.label_smoothing,
       train_mode=config.finetune.mode != "linear_probe",
-      log_every_steps=config.log_every_steps,
+      log_every_steps=config.log_every_steps, steps_per_call=config.steps_per_call,
       checkpoint_every_steps=config.checkpoint_every_steps,
       keep_checkpoints=config.keep_checkpoints, init_from=config.init_from,
       init_skip=tuple(config.init_skip))

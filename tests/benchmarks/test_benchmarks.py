@@ -147,6 +147,17 @@ def test_profile_lists_xla_ops_by_time():
   assert times == sorted(times, reverse=True) and times[0] > 0
 
 
+def test_loop_cost_times_the_loops_path_against_a_fixed_batch():
+  done = subprocess.run([sys.executable, "-m", "benchmarks.loop_cost", "--steps_per_call=4",
+                         "--pairs=2", "--steps=8"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  line = done.stdout.strip().splitlines()[-1]
+  assert line.startswith("lenet5, batch 128, steps_per_call=4: fixed batch "), line
+  pairs = [float(r) for r in line.split("(pairs: ")[1].rstrip(")").split()]
+  assert len(pairs) == 2 and all(r > 0 for r in pairs)
+
+
 def test_conv_bench_finds_every_stride_1_conv_and_times_each_pass():
   from benchmarks import conv_bench  # pylint: disable=import-outside-toplevel
   convs = conv_bench.model_convs("lenet5", 2, None)

@@ -1,9 +1,10 @@
 """The grain pipelines: seeded order, exact resume, process sharding, exact evaluation."""
 
+import jax
 import numpy as np
 import pytest
 
-from cnnjax.data import pipeline, sources, transforms
+from cnnjax.data import augment, pipeline, sources, transforms
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,10 @@ def test_same_seed_same_batches_other_seed_other_batches(train):
   b = _take(pipeline.train_stream(train, global_batch=32, seed=0, max_shift=2), 3)
   c = _take(pipeline.train_stream(train, global_batch=32, seed=1, max_shift=2), 1)
   for x, y in zip(a, b):
-    np.testing.assert_array_equal(x["image"], y["image"])
-    np.testing.assert_array_equal(x["label"], y["label"])
+    for key in ("image", "label", "shift"):
+      np.testing.assert_array_equal(x[key], y[key], err_msg=key)
   assert not np.array_equal(a[0]["label"], c[0]["label"])
+  assert not np.array_equal(a[0]["shift"], c[0]["shift"])
 
 
 def test_resume_from_iterator_state_gives_the_same_batches(train):
@@ -48,7 +50,8 @@ def test_resume_from_iterator_state_gives_the_same_batches(train):
   resumed = pipeline.train_stream(train, global_batch=64, seed=5, max_shift=2, flip=True)
   resumed.set_state(state)
   for x, y in zip(expected, _take(resumed, 3)):
-    np.testing.assert_array_equal(x["image"], y["image"])
+    for key in ("image", "label", "shift", "flip"):
+      np.testing.assert_array_equal(x[key], y[key], err_msg=key)
 
 
 @pytest.mark.parametrize("rows", [np.arange(4, 8), np.array([0, 1, 10, 11]), np.arange(12)])
@@ -56,8 +59,9 @@ def test_a_process_reads_exactly_its_rows_of_each_global_batch(train, rows):
   whole = next(pipeline.train_stream(train, global_batch=12, seed=0, max_shift=2, flip=True))
   part = next(pipeline.train_stream(train, global_batch=12, seed=0, max_shift=2, flip=True,
                                     rows=rows))
-  np.testing.assert_array_equal(part["image"], whole["image"][rows])
-  np.testing.assert_array_equal(part["label"], whole["label"][rows])
+  assert set(part) == set(whole) == {"image", "label", "shift", "flip"}
+  for key in whole:
+    np.testing.assert_array_equal(part[key], whole[key][rows], err_msg=key)
 
 
 def test_rows_outside_the_global_batch_are_refused(train):
@@ -80,10 +84,45 @@ def test_eval_sees_every_example_exactly_once(test, batch, processes):
 def test_shift_and_flip_moves_pixels():
   image = np.zeros((1, 5, 5, 1), np.uint8)
   image[0, 2, 2, 0] = 9
-  out = transforms.shift_and_flip(image, np.array([[1, -2]]), np.array([False]))
+  out = np.asarray(augment.shift_and_flip(image, np.array([[1, -2]]), np.array([False])))
   assert out[0, 3, 0, 0] == 9 and out.sum() == 9
-  flipped = transforms.shift_and_flip(image, np.array([[0, 1]]), np.array([True]))
+  flipped = np.asarray(augment.shift_and_flip(image, np.array([[0, 1]]), np.array([True])))
   assert flipped[0, 2, 1, 0] == 9  # shifted to column 3, then mirrored to 5-1-3 = 1
+
+
+def _shifted_copies(images, shifts, flips):
+  """The augmentation one image at a time: a zero-padded crop, then a mirror."""
+  n, h, w, _ = images.shape
+  m = int(np.abs(shifts).max())
+  padded = np.pad(images, [(0, 0), (m, m), (m, m), (0, 0)])
+  out = np.empty_like(images)
+  for i, ((dy, dx), f) in enumerate(zip(shifts, flips)):
+    crop = padded[i, m - dy:m - dy + h, m - dx:m - dx + w]
+    out[i] = crop[:, ::-1] if f else crop
+  return out
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_shift_and_flip_equals_the_per_image_copy(dtype):
+  rng = np.random.default_rng(0)
+  images = rng.integers(1, 255, (40, 7, 10, 3)).astype(dtype)
+  shifts = rng.integers(-6, 7, (40, 2)).astype(np.int32)  # some move the image out entirely
+  flips = rng.random(40) < 0.5
+  out = np.asarray(jax.jit(augment.shift_and_flip)(images, shifts, flips))
+  assert out.dtype == dtype
+  np.testing.assert_array_equal(out, _shifted_copies(images, shifts, flips))
+
+
+def test_the_stream_draws_shifts_and_flips_and_leaves_the_images_as_stored(train):
+  batch = next(pipeline.train_stream(train, global_batch=256, seed=3, max_shift=2, flip=True))
+  assert batch["shift"].dtype == np.int32 and batch["shift"].shape == (256, 2)
+  assert batch["flip"].dtype == bool and 0 < batch["flip"].sum() < 256
+  assert sorted(np.unique(batch["shift"])) == [-2, -1, 0, 1, 2]
+  stored = train.source[pipeline.batch_indices(0, n=len(train), global_batch=256, seed=3)]
+  np.testing.assert_array_equal(batch["image"],
+                                stored[train.image_key].reshape(batch["image"].shape))
+  plain = next(pipeline.train_stream(train, global_batch=256, seed=3))
+  assert set(plain) == {"image", "label"}
 
 
 def test_to_model_input_resizes_tiles_and_normalises():

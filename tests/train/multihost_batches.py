@@ -36,9 +36,10 @@ def main(out: str, data_dir: str, coordinator: str | None = None, num_processes:
                                 rows=parallel.process_rows(mesh, EVAL_BATCH))
   batches = [(f"train{i}", next(stream)) for i in range(STEPS)]
   batches += [(f"eval{i}", b) for i, b in enumerate(evals)]
+  stacked = {k: np.stack([b[k] for _, b in batches[:STEPS]]) for k in batches[0][1]}
   os.makedirs(out, exist_ok=True)
-  for name, batch in batches:
-    for key, array in parallel.to_global(batch, mesh).items():
+  for name, batch, axis in [(n, b, 0) for n, b in batches] + [("stacked", stacked, 1)]:
+    for key, array in parallel.to_global(batch, mesh, axis).items():
       for shard in array.addressable_shards:
         np.save(os.path.join(out, f"{name}_{key}_{position[shard.device]}.npy"), shard.data)
 

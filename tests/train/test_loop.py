@@ -4,9 +4,10 @@ import json
 import os
 
 import jax
+import numpy as np
 import pytest
 
-from cnnjax import config as config_lib
+from cnnjax import checkpoint, config as config_lib
 from cnnjax.errors import UserError
 from cnnjax.train import loop, resolve
 
@@ -83,3 +84,40 @@ def test_empty_split_and_bad_channels(tmp_path, data_dir):
   c.data.channels = 2
   with pytest.raises(UserError, match="config.data.channels must be 1 or 3"):
     resolve.resolve(c, devices=jax.devices()[:1])
+
+
+@pytest.mark.parametrize("step,expected", [(0, 4), (8, 2), (9, 1), (10, 4), (28, 2), (58, 2)])
+def test_a_call_stops_at_every_logging_eval_and_save_step(step, expected):
+  # every 10 (logging), 15 (evaluation), 30 (saving); 60 steps in all
+  assert loop.steps_in_call(step, 60, 4, (10, 15, 30)) == expected
+  assert loop.steps_in_call(step, 60, 1, (10, 15, 30)) == 1
+  assert loop.steps_in_call(58, 60, 4, (10, 0, 100)) == 2  # 0: never (no evaluation)
+
+
+def test_steps_per_call_trains_the_same_run(tmp_path, data_dir):
+  """Several steps in one compiled call: the same steps, logs, checkpoints and result."""
+  runs = {}
+  for k in (1, 4):
+    workdir = str(tmp_path / f"k{k}")
+    config = tiny_config(data_dir, num_steps=23, log_every_steps=5, checkpoint_every_steps=10,
+                         steps_per_call=k)
+    final = loop.train(config, workdir, devices=jax.devices()[:1])
+    rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    params = checkpoint_params(os.path.join(workdir, "checkpoints"))
+    runs[k] = final, rows, params, sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  (f1, rows1, p1, saved1), (f4, rows4, p4, saved4) = runs[1], runs[4]
+  assert saved1 == saved4 == ["10", "20", "23"]
+  assert [r["step"] for r in rows4] == [r["step"] for r in rows1] == [5, 10, 15, 20, 23, 23]
+  for a, b in zip(rows1, rows4):
+    for key in a:
+      if key != "train/images_per_sec":
+        np.testing.assert_allclose(b[key], a[key], rtol=1e-5, err_msg=f"{key} at {a['step']}")
+  np.testing.assert_allclose(f4["eval/loss"], f1["eval/loss"], rtol=1e-5)
+  for key in p1:
+    np.testing.assert_allclose(p4[key], p1[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def checkpoint_params(path):
+  """The newest checkpoint's parameters as ``{path: array}``."""
+  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in
+          jax.tree_util.tree_flatten_with_path(checkpoint.latest_variables(path)["params"])[0]}

@@ -137,7 +137,9 @@ def test_two_processes_feed_the_same_global_batches_to_the_same_devices(tmp_path
   assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
   files = sorted(os.listdir(tmp_path / "one"))
   assert files == sorted(os.listdir(tmp_path / "two"))
-  assert len(files) == 3 * 2 * 4 + 3 * 3 * 4  # batches × keys (eval adds mask) × devices
+  # batches (3 train, 3 eval, the 3 train stacked) × keys (train: image, label, shift, flip;
+  # eval: image, label, mask) × devices
+  assert len(files) == 3 * 4 * 4 + 3 * 3 * 4 + 4 * 4
   for f in files:
     np.testing.assert_array_equal(np.load(tmp_path / "two" / f), np.load(tmp_path / "one" / f),
                                   err_msg=f)
