@@ -3,11 +3,12 @@ r"""What the training loop's host work costs against the same compiled call on a
   python -m benchmarks.loop_cost                       # the main command's config (LeNet-5)
   python -m benchmarks.loop_cost --steps_per_call=1
 
-In one process, alternating: the loop's path to each call (the grain stream, stacking
-``steps_per_call`` batches, placing them on the mesh, the call) against the same compiled call on
-one stack of batches already on the devices, which is all the harness (``benchmarks.run``) times.
-Alternating pairs cancel the machine's drift; the ratio of each pair is printed. Needs the data
-side (grain, ml_collections).
+In one process, alternating: the loop's path to each call (the grain stream of groups of
+``steps_per_call`` batches, placing each group on the mesh, the call) against the same compiled
+call on one stack of batches already on the devices, and against the harness's own step
+(``benchmarks.run``'s: SGD on float inputs of the same model and batch, which is lighter than an
+experiment's step). Alternating cancels the machine's drift; the ratio of each pair is printed.
+Needs the data side (grain, ml_collections).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from benchmarks import cases, jax_bench
 from cnnjax import config as config_lib, parallel
 from cnnjax.data import pipeline
 from cnnjax.train import loop
@@ -39,31 +41,47 @@ def main(argv) -> None:
   o, k = s.options, s.options.steps_per_call
   state = loop.init_state(s)
   train_fn, _ = loop.compile_steps(s)
-  stream = pipeline.train_stream(s.train_data, global_batch=o.batch_size, seed=o.seed,
-                                 max_shift=o.max_shift, flip=o.flip, num_threads=o.num_threads,
-                                 rows=parallel.process_rows(s.mesh, o.batch_size))
+  stream = pipeline.TrainGroups(s.train_data, global_batch=o.batch_size, seed=o.seed, size=k,
+                                max_shift=o.max_shift, flip=o.flip, num_threads=o.num_threads,
+                                rows=parallel.process_rows(s.mesh, o.batch_size))
   key = jax.random.key(0)
-  fixed = parallel.to_global(loop.stack_batches(stream, k, k), s.mesh, 1)
+  fixed = parallel.to_global(stream.take(k)[1], s.mesh, 1)
   calls = max(_STEPS.value // k, 1)
 
   def images_per_sec(real: bool) -> float:
     nonlocal state
-    window = loop.zero_window()
+    window = loop.window_sums(s.mesh)
     jax.block_until_ready(state)
     start = time.perf_counter()
     for _ in range(calls):
-      batches = parallel.to_global(loop.stack_batches(stream, k, k), s.mesh, 1) if real else fixed
-      state, window = train_fn(state, batches, key, window, np.int32(k))
+      batches = parallel.to_global(stream.take(k)[1], s.mesh, 1) if real else fixed
+      state, window = train_fn(state, batches, key, window, np.int32(0), np.int32(k))
     jax.block_until_ready(state)
     return calls * k * o.batch_size / (time.perf_counter() - start)
 
-  images_per_sec(False), images_per_sec(True)  # compile, fill the pipeline
-  pairs = [(images_per_sec(False), images_per_sec(True)) for _ in range(_PAIRS.value)]
-  ratios = [real / fixed for fixed, real in pairs]
+  case = cases.parse(f"{s.name}@{s.input_shape[1]}", batch=o.batch_size)
+  harness_step, harness_state, harness_batch, harness_key = jax_bench.compiled_train_step(case)
+
+  def harness_images_per_sec() -> float:
+    nonlocal harness_state
+    jax.block_until_ready(harness_state)
+    start = time.perf_counter()
+    for _ in range(calls * k):
+      harness_state, _ = harness_step(harness_state, harness_batch, harness_key)
+    jax.block_until_ready(harness_state)
+    return calls * k * o.batch_size / (time.perf_counter() - start)
+
+  images_per_sec(False), images_per_sec(True), harness_images_per_sec()  # warm up
+  rounds = [(images_per_sec(False), images_per_sec(True), harness_images_per_sec())
+            for _ in range(_PAIRS.value)]
+  median = lambda values: statistics.median(values)
+  ratios = [real / fixed for fixed, real, _ in rounds]
   print(f"{s.name}, batch {o.batch_size}, steps_per_call={k}: fixed batch "
-        f"{statistics.median(p[0] for p in pairs):,.0f} img/s, the loop's path "
-        f"{statistics.median(p[1] for p in pairs):,.0f} img/s, ratio {statistics.median(ratios):.3f}"
-        f" (pairs: {' '.join(f'{r:.2f}' for r in ratios)})")
+        f"{median(r[0] for r in rounds):,.0f} img/s, the loop's path "
+        f"{median(r[1] for r in rounds):,.0f} img/s, ratio {median(ratios):.3f}"
+        f" (pairs: {' '.join(f'{r:.2f}' for r in ratios)}); the harness's step "
+        f"{median(r[2] for r in rounds):,.0f} img/s, the loop's path over it "
+        f"{median(r[1] / r[2] for r in rounds):.3f}")
 
 
 if __name__ == "__main__":

@@ -148,6 +148,53 @@ def train_stream(dataset: Dataset, *, global_batch: int, seed: int, max_shift: i
   return iter(ds.to_iter_dataset(_read_options(num_threads)))
 
 
+def _train_group(group: int, *, size: int, **batch_options) -> dict[str, np.ndarray]:
+  """Global batches ``[group·size, (group+1)·size)`` stacked on a new leading axis."""
+  batches = [_train_batch(group * size + i, **batch_options) for i in range(size)]
+  return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+class TrainGroups:
+  """The training stream read ``size`` batches at a time, for a loop that trains on several
+  steps per call: group ``g`` stacks batches ``[g·size, (g+1)·size)`` of ``train_stream``
+  (the same batches, one grain element per group instead of per batch).
+
+  ``take(n)`` hands out the next ``n`` batches, which must lie in one group: the group and the
+  offset of the first of them in it. ``get_state()`` is the position in batches, the same as
+  ``train_stream``'s iterator state, so either resumes from the other's checkpoint and a run
+  may resume with another group size.
+  """
+
+  def __init__(self, dataset: Dataset, *, global_batch: int, seed: int, size: int,
+               max_shift: int = 0, flip: bool = False, rows: np.ndarray | None = None,
+               num_threads: int = 2):
+    self.size = size
+    self._load = functools.partial(_train_group, size=size, dataset=dataset,
+                                   global_batch=global_batch, seed=seed, max_shift=max_shift,
+                                   flip=flip, rows=_rows(rows, global_batch))
+    self._options = _read_options(num_threads)
+    self.set_state({"next_index": 0})
+
+  def set_state(self, state: dict) -> None:
+    self._next = int(state["next_index"])
+    ds = grain.MapDataset.range(self._next // self.size, _ENDLESS // self.size).map(self._load)
+    self._groups = iter(ds.to_iter_dataset(self._options))
+    self._current: tuple[int, dict[str, np.ndarray]] | None = None
+
+  def get_state(self) -> dict:
+    return {"next_index": self._next}
+
+  def take(self, n: int) -> tuple[int, dict[str, np.ndarray], int]:
+    """(group index, its stacked batches, offset of the next batch in it); advances by ``n``."""
+    group, offset = divmod(self._next, self.size)
+    if not 1 <= n <= self.size - offset:
+      raise ValueError(f"{n} batches from offset {offset} don't fit in a group of {self.size}.")
+    if self._current is None or self._current[0] != group:
+      self._current = (group, next(self._groups))
+    self._next += n
+    return group, self._current[1], offset
+
+
 def eval_batches(dataset: Dataset, *, global_batch: int, rows: np.ndarray | None = None,
                  num_threads: int = 2) -> Iterator[dict[str, np.ndarray]]:
   """Every example exactly once, in order; the last batch is padded and ``mask`` marks the real rows.

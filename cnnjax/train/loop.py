@@ -79,8 +79,12 @@ NONFINITE = "nonfinite_state"  # metric sums' count of steps that left a non-fin
 WINDOW_KEYS = (*metrics.SUM_KEYS, NONFINITE)  # the train metric sums of a logging window
 
 
-def zero_window() -> dict[str, np.ndarray]:
-  return {k: np.float32(0.0) for k in WINDOW_KEYS}
+def window_sums(mesh, values: dict[str, float] | None = None) -> dict[str, jax.Array]:
+  """A window's metric sums (zeros to start one), replicated as the train call returns them:
+  host scalars would have another type and make the call trace and load a second program."""
+  values = values or dict.fromkeys(WINDOW_KEYS, 0.0)
+  return jax.device_put({k: np.float32(values[k]) for k in WINDOW_KEYS},
+                        parallel.replicated(mesh))
 
 
 def _checked_train_step(state, batch, key, window, **kwargs):
@@ -92,9 +96,9 @@ def _checked_train_step(state, batch, key, window, **kwargs):
   return state, {k: window[k] + sums[k] for k in WINDOW_KEYS}
 
 
-def _train_steps(state, batches, key, window, n, *, step):
-  """The first ``n`` of the stacked ``batches`` (leading axis: ``steps_per_call``), one ``step``
-  each, in a loop on the device; one call, whatever ``n``."""
+def _train_steps(state, batches, key, window, first, n, *, step):
+  """``n`` of the stacked ``batches`` (leading axis: ``steps_per_call``) from ``first`` on, one
+  ``step`` each, in a loop on the device; one compiled call, whatever ``first`` and ``n``."""
   if len(batches["label"]) == 1:  # steps_per_call=1: the plain step
     return step(state, jax.tree.map(lambda x: x[0], batches), key, window)
 
@@ -103,16 +107,16 @@ def _train_steps(state, batches, key, window, n, *, step):
     batch = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), batches)
     return step(state, batch, key, window)
 
-  return jax.lax.fori_loop(0, n, body, (state, window))
+  return jax.lax.fori_loop(first, first + n, body, (state, window))
 
 
 def compile_steps(s: Run):
   """The jitted train and eval steps: batches sharded over ``data``, state replicated.
 
-  The train call is ``(state, batches, key, window, n) -> (state, window)``: ``batches`` stacks
-  ``steps_per_call`` batches (``stack_batches``) of which it trains on the first ``n``, and
-  ``window`` are the metric sums it adds to (``zero_window()`` starts one); it donates the state
-  and the window."""
+  The train call is ``(state, batches, key, window, first, n) -> (state, window)``: ``batches``
+  stacks ``steps_per_call`` batches (a ``pipeline.TrainGroups`` group) of which it trains on
+  ``n`` from ``first`` on, and ``window`` are the metric sums it adds to (``window_sums``);
+  it donates the state and the window."""
   rep, data = parallel.replicated(s.mesh), parallel.batch_sharding(s.mesh)
   step = functools.partial(_checked_train_step, model=s.model, tx=s.tx, input_fn=s.input_fn,
                            label_smoothing=s.options.label_smoothing,
@@ -120,28 +124,17 @@ def compile_steps(s: Run):
                            train_mode=s.options.train_mode, frozen=s.frozen)
   evaluate = functools.partial(step_lib.eval_step, model=s.model, input_fn=s.input_fn)
   train = jax.jit(functools.partial(_train_steps, step=step),
-                  in_shardings=(rep, parallel.batch_sharding(s.mesh, 1), rep, rep, rep),
+                  in_shardings=(rep, parallel.batch_sharding(s.mesh, 1), rep, rep, rep, rep),
                   out_shardings=(rep, rep), donate_argnums=(0, 3))
   evaluate = jax.jit(evaluate, in_shardings=(rep, data), out_shardings=rep)
   return train, evaluate
 
 
-def stack_batches(stream, n: int, size: int) -> dict[str, np.ndarray]:
-  """The next ``n`` batches of ``stream`` stacked on a new leading axis of ``size`` (the rest
-  zeros: the compiled call has one shape)."""
-  first = next(stream)
-  out = {k: np.zeros((size, *v.shape), v.dtype) for k, v in first.items()}
-  for i in range(n):
-    for k, v in (first if i == 0 else next(stream)).items():
-      out[k][i] = v
-  return out
-
-
 def steps_in_call(step: int, total: int, per_call: int, every: Sequence[int]) -> int:
-  """How many steps the call starting after ``step`` takes: ``per_call``, cut at the next
-  multiple of any of ``every`` (logging, evaluation, saving) and at ``total``."""
-  stop = min([total] + [(step // e + 1) * e for e in every if e])
-  return min(per_call, stop - step)
+  """How many steps the call starting after ``step`` takes: up to the next multiple of
+  ``per_call`` (so a call stays in one group of batches), cut at the next multiple of any of
+  ``every`` (logging, evaluation, saving) and at ``total``."""
+  return min([total] + [(step // e + 1) * e for e in (per_call, *every) if e]) - step
 
 
 def run_eval(s: Run, eval_fn, state) -> dict[str, float]:
@@ -217,14 +210,14 @@ def _train(s: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[str
   else:
     state = restored.state
   _write_config(s, workdir)
-  stream = pipeline.train_stream(
-      s.train_data, global_batch=o.batch_size, seed=o.seed, max_shift=o.max_shift, flip=o.flip,
-      rows=parallel.process_rows(s.mesh, o.batch_size), num_threads=o.num_threads)
+  stream = pipeline.TrainGroups(
+      s.train_data, global_batch=o.batch_size, seed=o.seed, size=o.steps_per_call,
+      max_shift=o.max_shift, flip=o.flip, rows=parallel.process_rows(s.mesh, o.batch_size),
+      num_threads=o.num_threads)
   if restored is not None:
     stream.set_state(restored.data)
-  window = zero_window()
-  if restored is not None and restored.window:  # the metric sums of the steps before the stop
-    window = {k: np.float32(restored.window[k]) for k in WINDOW_KEYS}
+  # the metric sums of the steps before a stop, if it came between two logging steps
+  window = window_sums(s.mesh, restored.window if restored is not None else None)
   train_fn, eval_fn = compile_steps(s)
   start = int(state.step)
   if request.signum is not None and jax.process_count() == 1:  # signalled while starting:
@@ -260,12 +253,16 @@ def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
     return run_eval(r.s, r.eval_fn, state)
   dropout_key, final = _keys(o.seed)["dropout"], {}
   every = (o.log_every_steps, plan.eval_every_steps, o.checkpoint_every_steps)
+  learning_rate = jax.jit(r.s.schedule)  # one call per log line, compiled before the first step
+  learning_rate(start)
   tick, tick_step, paused_s = time.monotonic(), start, 0.0  # paused: eval and saving
-  done = start
+  done, placed = start, (None, None)  # (group index, its batches on the devices)
   while done < total:
     step, n = done, steps_in_call(done, total, o.steps_per_call, every)
-    batches = parallel.to_global(stack_batches(r.stream, n, o.steps_per_call), r.s.mesh, 1)
-    state, sums = r.train_fn(state, batches, dropout_key, sums, np.int32(n))
+    group, batches, first = r.stream.take(n)
+    if placed[0] != group:  # a group cut by a logging/eval/save step is placed once
+      placed = (group, parallel.to_global(batches, r.s.mesh, 1))
+    state, sums = r.train_fn(state, placed[1], dropout_key, sums, np.int32(first), np.int32(n))
     done = step + n
     if step == start:  # don't count compilation in images/s
       jax.block_until_ready(sums)
@@ -280,11 +277,11 @@ def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
       if done > tick_step:
         scalars["train/images_per_sec"] = ((done - tick_step) * o.batch_size
                                            / max(now - tick - paused_s, 1e-9))
-      scalars["train/learning_rate"] = float(r.s.schedule(done - 1))
+      scalars["train/learning_rate"] = float(learning_rate(done - 1))
       r.writer.write(done, scalars)
       r.writer.progress(done, loss=scalars["train/loss"],
                         img_s=scalars.get("train/images_per_sec", 0.0))
-      sums, tick, tick_step, paused_s = zero_window(), now, done, 0.0
+      sums, tick, tick_step, paused_s = window_sums(r.s.mesh), now, done, 0.0
     r.writer.progress(done)
     evaluating = done == total or (plan.eval_every_steps and done % plan.eval_every_steps == 0)
     saving = done == total or done % o.checkpoint_every_steps == 0

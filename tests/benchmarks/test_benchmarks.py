@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -154,8 +155,9 @@ def test_loop_cost_times_the_loops_path_against_a_fixed_batch():
   assert done.returncode == 0, done.stderr[-2000:]
   line = done.stdout.strip().splitlines()[-1]
   assert line.startswith("lenet5, batch 128, steps_per_call=4: fixed batch "), line
-  pairs = [float(r) for r in line.split("(pairs: ")[1].rstrip(")").split()]
+  pairs = [float(r) for r in re.search(r"\(pairs: ([\d. ]+)\)", line).group(1).split()]
   assert len(pairs) == 2 and all(r > 0 for r in pairs)
+  assert re.search(r"the harness's step [\d,]+ img/s, the loop's path over it \d\.\d{3}$", line)
 
 
 def test_conv_bench_finds_every_stride_1_conv_and_times_each_pass():

@@ -54,6 +54,30 @@ def test_resume_from_iterator_state_gives_the_same_batches(train):
       np.testing.assert_array_equal(x[key], y[key], err_msg=key)
 
 
+def test_groups_stack_the_streams_batches_and_resume_from_its_state(train):
+  options = dict(global_batch=16, seed=4, max_shift=2, flip=True, rows=np.arange(4, 12))
+  batches = _take(pipeline.train_stream(train, **options), 12)
+  stacked = lambda lo, hi: {k: np.stack([b[k] for b in batches[lo:hi]]) for k in batches[0]}
+  groups = pipeline.TrainGroups(train, size=4, **options)
+  taken = [groups.take(n) for n in (3, 1, 2, 2, 3)]  # batches 0-2, 3, 4-5, 6-7, 8-10
+  assert [(g, first) for g, _, first in taken] == [(0, 0), (0, 3), (1, 0), (1, 2), (2, 0)]
+  for g, group, _ in taken:
+    for key, expected in stacked(4 * g, 4 * g + 4).items():
+      np.testing.assert_array_equal(group[key], expected, err_msg=f"{key} of group {g}")
+  assert groups.get_state() == {"next_index": 11}
+  with pytest.raises(ValueError, match="don't fit in a group of 4"):
+    groups.take(2)  # batches 11-12 straddle two groups
+  # Resuming mid-group from the per-batch stream's state (another size works the same way):
+  stream = pipeline.train_stream(train, **options)
+  _take(stream, 6)
+  resumed = pipeline.TrainGroups(train, size=4, **options)
+  resumed.set_state(stream.get_state())
+  group, got, first = resumed.take(2)
+  assert (group, first) == (1, 2)
+  for key, expected in stacked(4, 8).items():
+    np.testing.assert_array_equal(got[key], expected, err_msg=key)
+
+
 @pytest.mark.parametrize("rows", [np.arange(4, 8), np.array([0, 1, 10, 11]), np.arange(12)])
 def test_a_process_reads_exactly_its_rows_of_each_global_batch(train, rows):
   whole = next(pipeline.train_stream(train, global_batch=12, seed=0, max_shift=2, flip=True))
