@@ -74,7 +74,7 @@ def main(argv) -> None:
   images_per_sec(False), images_per_sec(True), harness_images_per_sec()  # warm up
   rounds = [(images_per_sec(False), images_per_sec(True), harness_images_per_sec())
             for _ in range(_PAIRS.value)]
-  median = lambda values: statistics.median(values)
+  median = statistics.median
   ratios = [real / fixed for fixed, real, _ in rounds]
   print(f"{s.name}, batch {o.batch_size}, steps_per_call={k}: fixed batch "
         f"{median(r[0] for r in rounds):,.0f} img/s, the loop's path "

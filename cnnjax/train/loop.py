@@ -4,7 +4,8 @@
 anything compiles), resumes from the newest checkpoint in ``workdir/checkpoints`` that fits and
 restores, and trains to the end of the plan. Faults never lose work or report a wrong number:
 a diverged run stops before it saves a non-finite state (``RunFailed``), SIGTERM/SIGINT save a
-checkpoint at the step they interrupt (``Stopped``), a failed save is caught at the next step.
+checkpoint at the end of the call they interrupt (``Stopped``; a call is ``steps_per_call``
+steps at most), a failed save is caught after the next call.
 """
 
 from __future__ import annotations
@@ -80,11 +81,19 @@ WINDOW_KEYS = (*metrics.SUM_KEYS, NONFINITE)  # the train metric sums of a loggi
 
 
 def window_sums(mesh, values: dict[str, float] | None = None) -> dict[str, jax.Array]:
-  """A window's metric sums (zeros to start one), replicated as the train call returns them:
-  host scalars would have another type and make the call trace and load a second program."""
-  values = values or dict.fromkeys(WINDOW_KEYS, 0.0)
-  return jax.device_put({k: np.float32(values[k]) for k in WINDOW_KEYS},
-                        parallel.replicated(mesh))
+  """A window's metric sums, replicated as the train call returns them (host scalars would have
+  another type and make the call trace and load a second program): zeros, made on the devices
+  with no transfer, or the ``values`` restored from a checkpoint (the same on every process)."""
+  if values:
+    return jax.device_put({k: np.float32(values[k]) for k in WINDOW_KEYS},
+                          parallel.replicated(mesh))
+  return _zeros(parallel.replicated(mesh))()  # fresh arrays each time: the call donates them
+
+
+@functools.lru_cache(maxsize=8)
+def _zeros(sharding):
+  return jax.jit(lambda: {k: jnp.zeros((), jnp.float32) for k in WINDOW_KEYS},
+                 out_shardings=sharding)
 
 
 def _checked_train_step(state, batch, key, window, **kwargs):
@@ -293,7 +302,7 @@ def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
       _check_finite(mgr, done, final)
       r.writer.write(done, final)
     if saving:
-      checkpoint.save(mgr, done, state, r.stream.get_state())
+      _save(r, done, state, sums)
       saved = True
     if evaluating or saving:
       paused_s += time.monotonic() - pause
@@ -303,13 +312,19 @@ def _loop(r: _Loop, state, start: int, sums) -> dict[str, float]:
   return final
 
 
+def _save(r: _Loop, done: int, state, sums) -> None:
+  """Saves at step ``done`` with the metric window (so the logs resume exactly from any
+  checkpoint), after checking that nothing in it, the state included, is non-finite."""
+  window = {k: float(v) for k, v in jax.device_get(sums).items()}
+  _check_finite(r.mgr, done, window)
+  checkpoint.save(r.mgr, done, state, r.stream.get_state(), window)
+
+
 def _stop(r: _Loop, done: int, state, sums, saved: bool) -> None:
-  """Saves at step ``done`` (with the metric window, so the logs resume exactly) and raises."""
+  """Saves at step ``done`` unless just saved, and raises ``Stopped``."""
   request = r.agreement.request
   if not saved:
-    window = {k: float(v) for k, v in jax.device_get(sums).items()}
-    _check_finite(r.mgr, done, window)
-    checkpoint.save(r.mgr, done, state, r.stream.get_state(), window)
+    _save(r, done, state, sums)
   checkpoint.finish(r.mgr)
   signum = request.signum
   raise Stopped(f"stopped by {signal.Signals(signum).name} at step {done}: checkpoint saved in "

@@ -37,22 +37,20 @@ def topk_correct(logits: Array, labels: Array, k: int) -> Array:
   return ((jnp.sum(beats, axis=-1) < k) & finite).astype(jnp.float32)
 
 
+SUM_KEYS = ("loss", "top1", "top5", "count")  # classification_sums' keys
+
+
 def classification_sums(logits: Array, labels: Array, mask: Array | None = None,
                         loss: Array | None = None) -> dict[str, Array]:
   """Sums of loss, top-1 and top-5 hits over the unmasked examples, and their count."""
   mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
   loss = cross_entropy(logits, labels) if loss is None else loss
-  sums = {
+  return {
       "loss": jnp.sum(loss * mask),
       "top1": jnp.sum(topk_correct(logits, labels, 1) * mask),
       "top5": jnp.sum(topk_correct(logits, labels, 5) * mask),
       "count": jnp.sum(mask),
   }
-  assert tuple(sums) == SUM_KEYS
-  return sums
-
-
-SUM_KEYS = ("loss", "top1", "top5", "count")  # classification_sums' keys
 
 
 @jax.jit

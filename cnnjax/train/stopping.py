@@ -1,17 +1,18 @@
-"""Stopping cleanly on SIGTERM / SIGINT: finish the step, save, exit 128 + signal.
+"""Stopping cleanly on SIGTERM / SIGINT: finish the call, save, exit 128 + signal.
 
 Schedulers (Slurm, Kubernetes, cloud TPU/GPU VMs) preempt with SIGTERM and Ctrl-C sends SIGINT.
 ``StopRequest`` replaces the default handlers for the duration of a run: a signal only records
-itself, the loop finishes the step it is in, saves a checkpoint at that step and stops. Further
+itself, the loop finishes the compiled call it is in (one step, or up to ``steps_per_call``),
+saves a checkpoint at the step it ends on and stops. Further
 signals are ignored until then (an impatient second Ctrl-C can't cost the save); kill -9 still
 aborts a hung step at once, and loses nothing saved, as orbax's saves are atomic.
 
 With several processes a signal may reach only some of them, and a process that stops alone
 would leave the others waiting in a collective forever. So the flag is all-reduced on the
-devices: every step each process contributes its own flag, and the result of step ``k`` is read
-after step ``k + 1`` has been dispatched (so it costs no pipeline stall). Every process reads
-the same value at the same step, and all stop and save together one step after any of them
-was signalled.
+devices: after every call each process contributes its own flag, and the result of call ``k``
+is read after call ``k + 1`` has been dispatched (so it costs no pipeline stall). Every process
+reads the same value at the same step, and all stop and save together one call after any of
+them was signalled.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cnnjax import parallel
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # What a run prints when signalled ({signal}: SIGTERM or SIGINT); a sweep passes its own.
-RUN_NOTICE = ("{signal}: finishing this step, then saving a checkpoint (further signals are "
+RUN_NOTICE = ("{signal}: finishing these steps, then saving a checkpoint (further signals are "
               "ignored until it is saved; kill -9 aborts).\n")
 
 
@@ -72,7 +73,7 @@ class Agreement:
       self._any = jax.jit(jnp.max, out_shardings=parallel.replicated(mesh))
 
   def should_stop(self) -> bool:
-    """Called once per step on every process, in the same order."""
+    """Called after every train call on every process, in the same order."""
     if self.single:
       return self.request.signum is not None
     local = np.full(len(self.mesh.local_devices), self.request.signum or 0, np.int32)

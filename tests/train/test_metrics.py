@@ -37,6 +37,7 @@ def test_cross_entropy_by_hand():
 def test_masked_sums_and_exact_average_over_batches():
   mask = jnp.array([1.0, 1.0, 0.0])
   sums = metrics.classification_sums(LOGITS, LABELS, mask)
+  assert tuple(sums) == metrics.SUM_KEYS  # the keys the loop's window carries
   assert float(sums["count"]) == 2 and float(sums["top1"]) == 1 and float(sums["top5"]) == 2
   total = metrics.add(sums, metrics.classification_sums(LOGITS[2:], LABELS[2:]))
   out = metrics.finalize(total, "eval")
