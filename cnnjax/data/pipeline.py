@@ -144,15 +144,21 @@ def train_stream(dataset: Dataset, *, global_batch: int, seed: int, max_shift: i
   ``get_state()`` / ``set_state()`` checkpoint and resume it exactly, and the state doesn't
   depend on ``rows`` (a run may resume with another process count).
   """
-  load = functools.partial(_train_batch, dataset=dataset, global_batch=global_batch, seed=seed,
-                           max_shift=max_shift, flip=flip, rows=_rows(rows, global_batch))
+  load = _batch_loader(dataset, global_batch, seed, max_shift, flip, rows)
   ds = grain.MapDataset.range(_ENDLESS).map(load)
   return iter(ds.to_iter_dataset(_read_options(num_threads)))
 
 
-def _train_group(group: int, *, size: int, **batch_options) -> dict[str, np.ndarray]:
+def _batch_loader(dataset: Dataset, global_batch: int, seed: int, max_shift: int, flip: bool,
+                  rows: np.ndarray | None):
+  """Global batch index → that batch's rows ``rows`` (checked), augmentation draws included."""
+  return functools.partial(_train_batch, dataset=dataset, global_batch=global_batch, seed=seed,
+                           max_shift=max_shift, flip=flip, rows=_rows(rows, global_batch))
+
+
+def _train_group(group: int, *, size: int, load) -> dict[str, np.ndarray]:
   """Global batches ``[group·size, (group+1)·size)`` stacked on a new leading axis."""
-  batches = [_train_batch(group * size + i, **batch_options) for i in range(size)]
+  batches = [load(group * size + i) for i in range(size)]
   return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
@@ -171,9 +177,9 @@ class TrainGroups:
                max_shift: int = 0, flip: bool = False, rows: np.ndarray | None = None,
                num_threads: int = 2):
     self.size = size
-    self._load = functools.partial(_train_group, size=size, dataset=dataset,
-                                   global_batch=global_batch, seed=seed, max_shift=max_shift,
-                                   flip=flip, rows=_rows(rows, global_batch))
+    self._load = functools.partial(
+        _train_group, size=size,
+        load=_batch_loader(dataset, global_batch, seed, max_shift, flip, rows))
     self._options = _read_options(num_threads, size)
     self.set_state({"next_index": 0})
 

@@ -225,7 +225,7 @@ def _train(s: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[str
       num_threads=o.num_threads)
   if restored is not None:
     stream.set_state(restored.data)
-  # the metric sums of the steps before a stop, if it came between two logging steps
+  # the metric sums since the last log line, saved with every checkpoint
   window = window_sums(s.mesh, restored.window if restored is not None else None)
   train_fn, eval_fn = compile_steps(s)
   start = int(state.step)
