@@ -51,12 +51,14 @@ def _root_cause(error: BaseException) -> BaseException:
   return error
 
 
-def _config_path(argv: list[str]) -> str | None:
+def config_arg(argv) -> str | None:
+  """The value of ``--config`` in ``argv`` (``path.py[:arg]``), read before absl parses it;
+  None if it is not given."""
   for i, arg in enumerate(argv):
     if arg.startswith("--config="):
-      return arg.split("=", 1)[1].partition(":")[0]
+      return arg.split("=", 1)[1]
     if arg == "--config" and i + 1 < len(argv):
-      return argv[i + 1].partition(":")[0]
+      return argv[i + 1]
   return None
 
 
@@ -77,7 +79,8 @@ def parse_flags(argv: list[str]) -> list[str]:
 
   With a ``--config`` file flag (ml_collections), a missing file, an experiment file that
   raises and a bad ``--config.key=value`` are one line each too."""
-  path = _config_path(argv) if "config" in FLAGS else None
+  spec = config_arg(argv) if "config" in FLAGS else None
+  path = spec.partition(":")[0] if spec is not None else None
   if path is not None and not os.path.isfile(path):
     fail(f"config file {path!r} does not exist (experiment files live in experiments/).")
   try:

@@ -9,6 +9,7 @@ and schedules are checked where those live, by ``resolve``); each failure is one
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import math
@@ -136,11 +137,14 @@ def with_saved(saved: Mapping[str, Any]) -> ConfigDict:
   return config
 
 
-def load(spec: str) -> ConfigDict:
-  """Loads ``path/to/file.py`` or ``path/to/file.py:arg`` (as ``--config`` does).
+def call_experiment(spec: str, function: str = "get_config", *, required: bool = True):
+  """``function(arg)`` of the experiment file ``path/to/file.py[:arg]`` (``--config``'s form):
+  the one loader of experiment files. None if the file has no such function and not
+  ``required``.
 
   While the file runs, the directory above it is importable, so files in ``experiments/`` can
-  share helpers (``from experiments import zoo``), as they do under launch.py."""
+  share helpers (``from experiments import zoo``), as they do under launch.py; the entry is
+  removed afterwards."""
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise UserError(f"config file {path!r} does not exist.")
@@ -149,21 +153,55 @@ def load(spec: str) -> ConfigDict:
   if added:
     sys.path.insert(0, root)
   try:
-    module_spec = importlib.util.spec_from_file_location("_cnnjax_config", path)
+    module_spec = importlib.util.spec_from_file_location("_cnnjax_experiment", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+    if not hasattr(module, function):
+      if required:
+        raise UserError(f"{path} defines no {function}(arg).")
+      return None
+    return getattr(module, function)(arg or None)
   finally:
     if added:
       sys.path.remove(root)
 
 
-def _get(config: ml_collections.ConfigDict, key: str):
-  """``config['a.b']`` for a dotted key."""
+def load(spec: str) -> ConfigDict:
+  """Loads ``path/to/file.py`` or ``path/to/file.py:arg`` (as ``--config`` does)."""
+  return call_experiment(spec, "get_config")
+
+
+def get_key(config: Mapping[str, Any], key: str) -> Any:
+  """``config['a']['b']`` for the dotted key ``'a.b'`` (``--config.a.b``'s spelling); a
+  ConfigDict or a dict of its JSON values."""
   value = config
   for part in key.split("."):
     value = value[part]
   return value
+
+
+def leaf_keys(config: ConfigDict, prefix: str = "") -> list[str]:
+  """Every dotted leaf key of ``config``, in its order."""
+  keys = []
+  for k in config.keys():
+    v, full = config[k], f"{prefix}{k}"
+    keys += leaf_keys(v, full + ".") if isinstance(v, ConfigDict) else [full]
+  return keys
+
+
+def with_values(config: ConfigDict, values: Mapping[str, Any]) -> ConfigDict:
+  """A copy of ``config`` with the dotted keys of ``values`` set, type-checked as ConfigDict
+  checks a ``--config.key=value``; a value that doesn't fit is one ``UserError``."""
+  config = copy.deepcopy(config)
+  for key, value in values.items():
+    *parents, leaf = key.split(".")
+    node = get_key(config, ".".join(parents)) if parents else config
+    try:
+      node[leaf] = value
+    except (TypeError, ValueError) as e:
+      raise UserError(f"config.{key}={value!r} doesn't fit the config: "
+                      f"{str(e).splitlines()[0]}") from None
+  return config
 
 
 def _fail(key: str, wording: str, value) -> UserError:
@@ -256,7 +294,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   that need the data's shape by ``check_against_data``.
   """
   for key, (wording, test), optional in RANGES:
-    _check_range(key, _get(config, key), wording, test, optional)
+    _check_range(key, get_key(config, key), wording, test, optional)
   duration = "num_epochs" if config.num_steps is None else "num_steps"
   _check_range(duration, config[duration], *POSITIVE)
   _check_lists(config)

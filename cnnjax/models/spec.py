@@ -8,6 +8,8 @@ from typing import Any
 
 from flax import linen as nn
 
+from cnnjax.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -34,3 +36,17 @@ class ModelSpec:
   num_classes: int = 1000
   aux_loss_weight: float = 0.0
   paper: str = ""
+
+  def input_size_for(self, native: int | None = None, requested: int | None = None) -> int:
+    """The square input size a run gives this model: ``requested`` (``config.data.image_size``)
+    if set; else the model's own size where it has one fixed size (LeNet-5); else the data's
+    ``native`` size (the model's natural ``input_size`` when unknown), raised to the model's
+    minimum. A requested size below the minimum is a ``UserError``."""
+    if requested is not None:
+      if requested < self.min_input_size:
+        raise UserError(f"config.data.image_size={requested} is below {self.name}'s minimum "
+                        f"input size {self.min_input_size}.")
+      return requested
+    if self.min_input_size == self.input_size or native is None:
+      return self.input_size
+    return max(native, self.min_input_size)
