@@ -34,6 +34,7 @@ def _probe(**env):
   return (out[0] if len(out) > 1 else ""), int(out[-1])
 
 
+@pytest.mark.e2e
 def test_the_tunable_is_added_once_and_keeps_the_others():
   assert hugepages.environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})[
       "GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
@@ -45,6 +46,7 @@ def test_the_tunable_is_added_once_and_keeps_the_others():
 
 
 @pytest.mark.skipif(not hugepages.wanted({}), reason="no glibc >= 2.35 with THP in madvise mode")
+@pytest.mark.e2e
 def test_the_restart_gives_malloc_huge_pages():
   tunables, huge_kib = _probe()
   assert tunables == hugepages.TUNABLE and huge_kib >= 2048

@@ -1,6 +1,7 @@
 """cnnjax installs as a package: a copy built from pyproject.toml trains LeNet-5 from
 ``cnnjax.config.defaults()`` in a directory that holds no checkout."""
 
+import pytest
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ print(json.dumps(loop.train(c, "run")))
 """
 
 
+@pytest.mark.e2e
 def test_an_installed_copy_trains_from_the_defaults_outside_the_repository(tmp_path, data_dir):
   source = tmp_path / "source"  # built from a copy, so the build leaves nothing in the checkout
   shutil.copytree(os.path.join(ROOT, "cnnjax"), source / "cnnjax",

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from cnnjax.data import builders, sources
 
@@ -53,6 +54,7 @@ def test_in_memory_matches_source(data_dir):
     assert mem.source[i]["label"] == ds.source[i]["label"]
 
 
+@pytest.mark.e2e
 def test_reading_never_imports_tensorflow(data_dir):
   code = ("import sys; from cnnjax.data import sources, pipeline; "
           f"ds = sources.load('mnist5k', 'train', {data_dir!r}); "
