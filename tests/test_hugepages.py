@@ -34,7 +34,6 @@ def _probe(**env):
   return (out[0] if len(out) > 1 else ""), int(out[-1])
 
 
-@pytest.mark.e2e
 def test_the_tunable_is_added_once_and_keeps_the_others():
   assert hugepages.environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})[
       "GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
