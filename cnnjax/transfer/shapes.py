@@ -27,9 +27,9 @@ def reference(name: str, num_classes: int | None, options: Mapping[str, Any]) ->
 def head_paths(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
   """Paths (``params/fc/kernel``) of the leaves whose shape depends on ``num_classes`` (the
   classifier and any auxiliary classifiers): two abstract inits with different class counts."""
-  a, b = (trees.shapes(models.abstract_variables(model.clone(num_classes=k), input_shape))
-          for k in (7, 11))
-  return {p for p in a if a[p] != b.get(p)}
+  seven, eleven = (trees.shapes(models.abstract_variables(model.clone(num_classes=k), input_shape))
+                   for k in (7, 11))
+  return {p for p in seven if seven[p] != eleven.get(p)}
 
 
 def leaf_specs(variables: Mapping[str, Any]) -> dict[str, trees.Spec]:

@@ -27,7 +27,7 @@ def variables(blocks, fc_classes=10, conv1=(3, 3, 3, 8)):
 
 def test_leaf_specs_drop_the_collection():
   specs = shapes.leaf_specs(variables(1))
-  assert specs["block0/bn/scale"] == ((8,), "float32") and specs["block0/bn/mean"] == ((8,), "float32")
+  assert specs["block0/bn/scale"] == specs["block0/bn/mean"] == ((8,), "float32")
   assert len(specs) == 2 + 3 + 2  # conv1, fc; the block's conv, scale, bias; mean, var
 
 
