@@ -6,20 +6,23 @@ iterator state and per-step PRNG keys, resuming reproduces an uninterrupted run 
 
 Restoring is defensive: the checkpoint's tree (paths, shapes, dtypes) is compared with the
 state the config describes before anything is read, and a checkpoint that can't be read (a
-truncated file, a missing one) or holds non-finite values is moved aside to
-``WORKDIR/damaged_checkpoints/`` with a one-line warning, and the next older one is tried.
+truncated file, a missing one) or holds non-finite values gets a one-line warning and the next
+older one is tried; training then moves it aside to ``WORKDIR/damaged_checkpoints/``. Every read
+(resuming, evaluating, inspecting, ``init_from``'s partial restore, the sweep's parameter count)
+goes through the one fallback loop, ``_newest_that_restores``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -28,11 +31,12 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from absl import logging
 
-from cnnjax import trees
+from cnnjax import files, trees
 from cnnjax.errors import RunFailed, UserError
 
 DAMAGED = "damaged_checkpoints"  # beside checkpoints/: what a restore could not use
 _WINDOW = "window"  # the metric sums since the last logging step (exact logs after a stop)
+T = TypeVar("T")
 
 
 def manager(directory: str, *, keep: int) -> ocp.CheckpointManager:
@@ -126,25 +130,13 @@ def abstract(tree: Any) -> Any:
 
 # ---- comparing a checkpoint's tree with the one the config describes ----
 
-def leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
-  """``{path: (shape, dtype)}`` of every array leaf of ``tree`` (arrays or their metadata)."""
-  return {p: (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
-          for p, leaf in trees.flat(tree).items() if hasattr(leaf, "shape")}
+leaf_specs = trees.leaf_specs  # {path: (shape, dtype)}; train/resume.py reads it from here
 
 
 def tree_differences(saved: dict, expected: dict) -> list[str]:
-  """How the leaves ``saved`` in a checkpoint differ from those ``expected``, in path order."""
-  out = []
-  for path in sorted(set(saved) | set(expected)):
-    if path not in saved:
-      out.append(f"{path} is not in the checkpoint")
-    elif path not in expected:
-      out.append(f"{path} is in the checkpoint but not in this config's state")
-    elif saved[path] != expected[path]:
-      (s_shape, s_dtype), (e_shape, e_dtype) = saved[path], expected[path]
-      out.append(f"{path} is {s_dtype}{list(s_shape)} in the checkpoint, "
-                 f"{e_dtype}{list(e_shape)} here")
-  return out
+  """How the leaves ``saved`` in a checkpoint differ from those ``expected`` (both
+  ``{path: (shape, dtype)}``), one line each, in path order."""
+  return trees.differences(saved, expected, "the checkpoint", "this config's state")
 
 
 # ---- restoring with fallback ----
@@ -192,9 +184,7 @@ def _restore_step(mgr: ocp.CheckpointManager, step: int, like: Any) -> Restored:
   if has_window:  # older checkpoints have no window: logging then restarts at the resume step
     items[_WINDOW] = ocp.args.JsonRestore()
   restored = mgr.restore(step, args=ocp.args.Composite(**items))
-  if not all_finite(restored["state"]):
-    raise FloatingPointError("it holds non-finite values: a diverged run saved it")
-  return Restored(step, restored["state"], restored["data"],
+  return Restored(step, _finite(restored["state"]), restored["data"],
                   dict(restored[_WINDOW] or {}) if has_window else {})
 
 
@@ -204,6 +194,12 @@ def all_finite(tree: Any) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(x.dtype, jnp.inexact)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _finite(tree: Any) -> Any:
+  if not all_finite(tree):
+    raise FloatingPointError("it holds non-finite values: a diverged run saved it")
+  return tree
 
 
 def _set_aside(mgr: ocp.CheckpointManager, steps: list[int]) -> str:
@@ -228,6 +224,34 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _newest_that_restores(directory: str, steps: Iterable[int], read_one: Callable[[int], T], *,
+                          context: str = "", error: type[Exception] = RunFailed,
+                          warn: bool = True) -> tuple[int, T, list[int]] | None:
+  """The one fallback loop: ``(step, read_one(step), the newer steps that failed)`` for the
+  newest of ``steps`` that ``read_one`` reads; None if there are no steps.
+
+  A step that fails (unreadable, truncated, non-finite) gets one warning line and the next
+  older one is tried; a ``UserError`` (the config's fault, not the checkpoint's) propagates at
+  once. If none reads, ``error`` names each step's problem in one line."""
+  steps = sorted(steps, reverse=True)
+  problems = []
+  for i, step in enumerate(steps):
+    try:
+      return step, read_one(step), steps[:i]
+    except UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # truncated, missing, non-finite
+      problems.append(f"step {step}: {_one_line(e)}")
+      if warn:
+        older = f"trying step {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
+        _say(f"warning: {context}checkpoint step {step} can't be restored ({_one_line(e)}); "
+             f"{older}.")
+  if not steps:
+    return None
+  raise error(f"{context}none of the checkpoints in {directory} can be restored "
+              f"({'; '.join(problems)}); nothing was moved.")
+
+
 def restore_newest(mgr: ocp.CheckpointManager, like: Any,
                    check: Callable[[int, dict], None] | None = None, *,
                    set_aside: bool = True) -> Restored | None:
@@ -237,66 +261,45 @@ def restore_newest(mgr: ocp.CheckpointManager, like: Any,
   the config (that is the config's fault: no fallback). A checkpoint that can't be read or
   holds non-finite values gets one warning line and the next older one is tried. Once one has
   restored, the newer ones that failed are moved to ``damaged_checkpoints/`` when
-  ``set_aside`` (training: it will save those steps again). None if there is no checkpoint;
-  ``RunFailed`` naming each problem, moving nothing, if none restores."""
-  steps = sorted(mgr.all_steps(), reverse=True)
-  problems, failed = [], []
-  for i, step in enumerate(steps):
-    try:
-      specs = saved_specs(mgr, step)
-      if check is not None:
-        check(step, specs)
-      restored = _restore_step(mgr, step, like)
-    except UserError:
-      raise
-    except Exception as e:  # pylint: disable=broad-except  # truncated, missing, non-finite
-      problems.append(f"step {step}: {_one_line(e)}")
-      failed.append(step)
-      older = f"trying step {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
-      _say(f"warning: checkpoint step {step} can't be restored "
-           f"({problems[-1].split(': ', 1)[1]}); {older}.")
-      continue
-    if failed and set_aside:
-      _say(f"warning: moved the damaged checkpoints {', '.join(map(str, failed))} to "
-           f"{_set_aside(mgr, failed)}.")
-    return restored
-  if steps:
-    raise RunFailed(f"none of the checkpoints in {mgr.directory} can be restored "
-                    f"({'; '.join(problems)}); nothing was moved.")
-  return None
+  ``set_aside`` (training: it will save those steps again; readers such as ``cnnjax.inspect``
+  and evaluation pass False). None if there is no checkpoint; ``RunFailed`` naming each
+  problem, moving nothing, if none restores."""
+  def read_one(step: int) -> Restored:
+    specs = saved_specs(mgr, step)  # the metadata first: a tree that doesn't fit reads nothing
+    if check is not None:
+      check(step, specs)
+    return _restore_step(mgr, step, like)
+
+  found = _newest_that_restores(str(mgr.directory), mgr.all_steps(), read_one)
+  if found is None:
+    return None
+  _, restored, failed = found
+  if failed and set_aside:
+    _say(f"warning: moved the damaged checkpoints {', '.join(map(str, failed))} to "
+         f"{_set_aside(mgr, failed)}.")
+  return restored
 
 
-def restore_latest(mgr: ocp.CheckpointManager, like: Any) -> tuple[int, Any, dict] | None:
-  """(step, state, data state) of the newest restorable checkpoint, moving nothing (for
-  readers such as ``cnnjax.inspect``); None if there is none."""
-  restored = restore_newest(mgr, like, set_aside=False)
-  return None if restored is None else (restored.step, restored.state, restored.data)
+def _checkpoints_dir(directory: str) -> str:
+  """A workdir's ``checkpoints/``, or ``directory`` itself when it is one."""
+  inside = os.path.join(directory, files.CHECKPOINTS)
+  return os.path.abspath(inside if os.path.isdir(inside) else directory)
 
 
 def latest_variables(directory: str) -> dict[str, Any]:
   """``{'params', 'batch_stats'}`` of the newest training checkpoint under ``directory`` (a
-  workdir or its ``checkpoints/``), as host arrays, whatever the optimizer that wrote it.
+  workdir or its ``checkpoints/``), as host arrays, whatever the optimizer that wrote it; ``{}``
+  if there is none.
 
   Only those two subtrees are read (a partial restore): a damaged or foreign optimizer state
   doesn't matter. Falls back to older checkpoints, without moving anything (not our run)."""
-  ckpt_dir = os.path.join(directory, "checkpoints")
-  ckpt_dir = os.path.abspath(ckpt_dir if os.path.isdir(ckpt_dir) else directory)
-  steps = sorted(ocp.CheckpointManager(ckpt_dir).all_steps(), reverse=True)
+  ckpt_dir = _checkpoints_dir(directory)
   _drop_closed_loop_noise()
-  problems = []
-  for step in steps:
-    try:
-      variables = _read_variables(os.path.join(ckpt_dir, str(step), "state"))
-      if not all_finite(variables):
-        raise FloatingPointError("it holds non-finite values: a diverged run saved it")
-      if problems:
-        _say(f"warning: config.init_from: {'; '.join(problems)}; using step {step}.")
-      return variables
-    except Exception as e:  # pylint: disable=broad-except  # damaged: try the older one
-      problems.append(f"step {step}: {_one_line(e)}")
-  if problems:
-    raise UserError(f"no checkpoint in {ckpt_dir} can be read ({'; '.join(problems)}).")
-  return {}
+  found = _newest_that_restores(
+      ckpt_dir, _complete_steps(ckpt_dir),
+      lambda step: _finite(_read_variables(os.path.join(ckpt_dir, str(step), "state"))),
+      context="config.init_from: ", error=UserError)
+  return {} if found is None else found[1]
 
 
 def _read_variables(path: str) -> dict[str, Any]:
@@ -308,3 +311,21 @@ def _read_variables(path: str) -> dict[str, Any]:
   as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
   return checkpointer.restore(path, args=ocp.args.PyTreeRestore(
       item=wanted, restore_args=as_numpy, partial_restore=True))
+
+
+def param_count(directory: str) -> int | None:
+  """The number of parameters in the newest readable checkpoint under ``directory`` (a workdir
+  or its ``checkpoints/``), from the saved tree's shapes: no array is read. None if no
+  checkpoint there has readable metadata."""
+  ckpt_dir = _checkpoints_dir(directory)
+
+  def count(step: int) -> int:
+    with _quiet():
+      meta = _tree_metadata(os.path.join(ckpt_dir, str(step), "state"))
+    return sum(math.prod(shape) for shape, _ in trees.leaf_specs(meta.get("params", {})).values())
+
+  try:
+    found = _newest_that_restores(ckpt_dir, _complete_steps(ckpt_dir), count, warn=False)
+  except RunFailed:
+    return None
+  return None if found is None else found[1]

@@ -44,11 +44,11 @@ def main(argv: list[str]) -> None:
         num_classes=FLAGS.num_classes, aux_logits=FLAGS.aux_logits,
         weights_tag=FLAGS.weights_tag, resize=FLAGS.resize_size, crop=FLAGS.crop_size,
         overwrite=FLAGS.overwrite)
-  p = info["preprocessing"]
+  prep = info["preprocessing"]
   tag = info["source"]["torchvision_weights"] or "not torchvision's file; default preprocessing"
   print(f"wrote {os.path.abspath(FLAGS.out)}: {info['model']} ({tag}), "
-        f"num_classes={info['num_classes']}, resize {p['resize']} crop {p['crop']}, "
-        f"mean {p['effective_mean']} std {p['effective_std']}")
+        f"num_classes={info['num_classes']}, resize {prep['resize']} crop {prep['crop']}, "
+        f"mean {prep['effective_mean']} std {prep['effective_std']}")
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ from cnnjax.errors import UserError
 from cnnjax.transfer import shapes
 
 HEAD = "head"
-COLLECTIONS = ("params", "batch_stats")
+SHOWN = 12  # differences an error lists before "(and K more)"
 
 
 def flatten(variables: Mapping[str, Any]) -> dict[tuple[str, str], Any]:
   """{(collection, 'module/.../leaf'): value} over the model collections."""
-  return {(collection, path): value for collection in COLLECTIONS
+  return {(collection, path): value for collection in shapes.COLLECTIONS
           for path, value in trees.flat(dict(variables.get(collection, {}))).items()}
 
 
@@ -57,10 +57,6 @@ def _matcher(patterns: Iterable[str], heads: set[str]):
                                                           if c.pattern != HEAD)
 
 
-def _shape(x) -> tuple[int, ...]:
-  return tuple(getattr(x, "shape", ()))
-
-
 def merge(reference: Mapping[str, Any], loaded: Mapping[str, Any], skip: Sequence[str] = (),
           heads: set[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:
   """``reference`` with every leaf taken from ``loaded``, except those matching ``skip``.
@@ -68,26 +64,17 @@ def merge(reference: Mapping[str, Any], loaded: Mapping[str, Any], skip: Sequenc
   Returns the merged variables and the skipped paths. Raises ``UserError`` listing every
   missing, unexpected or mis-shaped leaf that no pattern explains.
   """
-  ref, new = flatten(reference), flatten(loaded)
-  skipped_match = _matcher(skip, heads)
-  merged, skipped, problems = {}, [], []
-  for key, init in ref.items():
-    collection, path = key
-    if skipped_match(path):
-      merged[key] = init
-      skipped.append(f"{collection}/{path}")
-    elif key not in new:
-      problems.append(f"missing {collection}/{path} {_shape(init)}")
-    elif _shape(new[key]) != _shape(init):
-      problems.append(f"shape of {collection}/{path}: checkpoint {_shape(new[key])}, "
-                      f"model {_shape(init)}")
-    else:
-      merged[key] = new[key]
-  problems += [f"unexpected {c}/{p} {_shape(v)}" for (c, p), v in new.items()
-               if (c, p) not in ref and not skipped_match(p)]
+  keep_fresh = _matcher(skip, heads)
+  problems = trees.differences(
+      {p: s for p, s in shapes.leaf_specs(loaded).items() if not keep_fresh(p)},
+      {p: s for p, s in shapes.leaf_specs(reference).items() if not keep_fresh(p)},
+      "the checkpoint", collapse=True)
   if problems:
-    shown = "; ".join(problems[:12]) + (f"; and {len(problems) - 12} more" if len(problems) > 12
-                                        else "")
-    raise UserError(f"checkpoint does not fit the model ({len(problems)} problems; add skip "
-                    f"patterns, e.g. config.init_skip=('head',), for leaves to keep fresh): {shown}")
-  return unflatten(merged), skipped
+    plural = "s" if len(problems) > 1 else ""
+    raise UserError(f"the checkpoint does not fit the model ({len(problems)} difference{plural} "
+                    f"outside config.init_skip={tuple(skip)!r}; add skip patterns, e.g. "
+                    f"config.init_skip=('head',), for leaves to keep fresh): "
+                    f"{trees.joined(problems, SHOWN)}")
+  ref, new = flatten(reference), flatten(loaded)
+  merged = {key: init if keep_fresh(key[1]) else new[key] for key, init in ref.items()}
+  return unflatten(merged), [f"{c}/{p}" for c, p in ref if keep_fresh(p)]

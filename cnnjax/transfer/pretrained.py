@@ -10,7 +10,6 @@ atomically: a directory with a pretrained.json is complete.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +18,7 @@ import jax
 import orbax.checkpoint as ocp
 from flax import linen as nn
 
+from cnnjax import files
 from cnnjax.errors import UserError
 from cnnjax.models import registry
 from cnnjax.transfer import shapes
@@ -49,9 +49,7 @@ def write(out: str, *, model: str, num_classes: int, options: Mapping[str, Any],
   checkpointer.close()
   info = {"format": FORMAT, "model": model, "num_classes": num_classes, "options": dict(options),
           "preprocessing": preprocessing.to_json(), "source": dict(source)}
-  with open(info_path + ".tmp", "w") as f:
-    json.dump(info, f, indent=2, allow_nan=False)
-  os.replace(info_path + ".tmp", info_path)
+  files.write_json(info_path, info, indent=2)
   return info
 
 
@@ -61,8 +59,7 @@ def read_info(directory: str) -> dict[str, Any]:
   if not os.path.isfile(path):
     raise UserError(f"{directory!r} holds no {INFO}: not a directory written by "
                     "python -m cnnjax.transfer (or the conversion did not finish).")
-  with open(path) as f:
-    info = json.load(f)
+  info = files.read_json(path)
   if info.get("format") != FORMAT:
     raise UserError(f"{path!r} has format {info.get('format')!r}; this cnnjax reads {FORMAT!r}.")
   return info

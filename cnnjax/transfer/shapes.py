@@ -1,5 +1,5 @@
-"""Variable trees compared by paths and shapes: the reference tree, the classifier heads, and a
-one-line diff."""
+"""Variables compared with the model's: the reference tree, the classifier heads, and a one-line
+diff (``trees.differences``, paths without the collection)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flax import linen as nn
 
 from cnnjax import models, trees
 
-_SHOWN = 8  # paths listed per kind of difference
+COLLECTIONS = ("params", "batch_stats")  # the model's variables, as transfer reads and writes them
 
 
 def reference(name: str, num_classes: int | None, options: Mapping[str, Any]) -> dict:
@@ -21,46 +21,32 @@ def reference(name: str, num_classes: int | None, options: Mapping[str, Any]) ->
   spec = models.get_spec(name)
   model = models.create(name, num_classes=num_classes, **options)
   tree = models.abstract_variables(model, (1, spec.input_size, spec.input_size, spec.channels))
-  return {k: v for k, v in tree.items() if k in ("params", "batch_stats")}
+  return {k: v for k, v in tree.items() if k in COLLECTIONS}
 
 
 def head_paths(model: nn.Module, input_shape: tuple[int, ...]) -> set[str]:
   """Paths (``params/fc/kernel``) of the leaves whose shape depends on ``num_classes`` (the
   classifier and any auxiliary classifiers): two abstract inits with different class counts."""
-  a, b = (trees.shapes(models.abstract_variables(model.clone(num_classes=k), input_shape))
-          for k in (7, 11))
-  return {p for p in a if a[p] != b.get(p)}
+  seven, eleven = (trees.shapes(models.abstract_variables(model.clone(num_classes=k), input_shape))
+                   for k in (7, 11))
+  return {p for p in seven if seven[p] != eleven.get(p)}
 
 
-def _listed(kind: str, items: list[str]) -> str:
-  more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
-  return f"{kind} {', '.join(items[:_SHOWN])}{more}"
-
-
-def _collapsed(paths: list[str], universe: list[str]) -> list[str]:
-  """``paths`` (a subset of ``universe``) as the fewest module paths, collection dropped:
-  a module whose every leaf is in ``paths`` is named once (``layer4_1``, not its 10 leaves)."""
-  inside = set(paths)
-  modules = [u.split("/", 1)[1] for u in universe]
-  out: dict[str, None] = {}
-  for path in paths:
-    parts = path.split("/")[1:]
-    for k in range(1, len(parts) + 1):
-      prefix = "/".join(parts[:k])
-      under = [u for u, m in zip(universe, modules) if m == prefix or m.startswith(prefix + "/")]
-      if all(u in inside for u in under):
-        out[prefix] = None
-        break
-  return list(out)
+def leaf_specs(variables: Mapping[str, Any]) -> dict[str, trees.Spec]:
+  """``{path: (shape, dtype)}`` over ``params`` and ``batch_stats``, paths without the collection
+  (``layer1_0/bn1/mean``) as skip patterns see them, so a module's parameters and statistics
+  are one module in a diff. (A name in both collections, which flax allows and no cnnjax model
+  has, keeps its collection on the second.)"""
+  out: dict[str, trees.Spec] = {}
+  for collection in COLLECTIONS:
+    for path, leaf in trees.flat(dict(variables.get(collection, {}))).items():
+      out[f"{collection}/{path}" if path in out else path] = trees.spec(leaf)
+  return out
 
 
 def mismatch(expected: Mapping[str, Any], got: Mapping[str, Any]) -> str | None:
-  """None if ``got`` has exactly the paths and shapes of ``expected``, else one line naming the
-  missing and unexpected modules and the mis-shaped leaves."""
-  want, have = trees.shapes(expected), trees.shapes(got)
-  missing = _collapsed([p for p in want if p not in have], list(want))
-  unexpected = _collapsed([p for p in have if p not in want], list(have))
-  shaped = [f"{p} {have[p]} (model {want[p]})" for p in want if p in have and have[p] != want[p]]
-  parts = [_listed(kind, items) for kind, items in (
-      ("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)) if items]
-  return "; ".join(parts) or None
+  """None if the variables ``got`` have exactly the paths, shapes and dtypes of ``expected``,
+  else one line: the differing leaves, a wholly missing or unexpected module named once."""
+  lines = trees.differences(leaf_specs(got), leaf_specs(expected), "the converted weights",
+                            collapse=True)
+  return trees.joined(lines) if lines else None
