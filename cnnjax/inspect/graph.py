@@ -195,24 +195,52 @@ def _carrier(jaxpr, var, outputs: Sequence[tuple[Site, Any]],
   return None
 
 
+def _named_outputs(jaxpr, out_shape, inputs) -> tuple[dict, dict[str, Site], list[str]]:
+  """(taps, sites, sown names) from the traced outputs: logits, intermediates, call inputs.
+
+  ``inputs`` are (module path, call, value) of every submodule call whose first argument is an
+  array; their values are the last outputs of ``jaxpr``.
+  """
+  outvars = iter(jaxpr.outvars)
+  taps, sites, sown = {"logits": next(outvars)}, {"logits": Site(())}, []
+  for path, _ in jax.tree_util.tree_flatten_with_path(out_shape[0][1])[0]:
+    var, keys = next(outvars), tuple(getattr(k, "key", getattr(k, "idx", None)) for k in path)
+    named = _named(keys[1:])  # past 'intermediates'
+    if named is not None and named[0] not in taps:
+      taps[named[0]], sites[named[0]] = var, named[1]
+      if "__call__" not in keys:
+        sown.append(named[0])
+  inputs = [(path, call, var) for (path, call, _), var in zip(inputs, outvars)]
+  outputs = [(site, taps[n]) for n, site in sites.items() if site.module is not None]
+  for name in sown:
+    site = _carrier(jaxpr, taps[name], outputs, inputs)
+    if site is not None:
+      sites[name] = dataclasses.replace(site, keys=sites[name].keys)
+  return taps, sites, sown
+
+
 def trace(model: nn.Module, variables: Any, input_shape: Sequence[int]) -> Graph:
   """Traces ``model`` at ``input_shape`` with ``variables`` (arrays or shapes), eval mode."""
   shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), variables)
   classes: dict[str, str] = {}
-  calls: list[tuple[str, Any]] = []  # (module path, first argument) of every submodule call
+  counts: collections.Counter = collections.Counter()
+  inputs: list[tuple[str, int, Any]] = []  # (module path, call, first argument)
 
   def record(next_fun, args, kwargs, context):
     path = "/".join(context.module.path)
     classes.setdefault(path, type(context.module).__name__)
-    if context.method_name == "__call__" and path and args and isinstance(args[0], jax.Array):
-      calls.append((path, args[0]))
+    if context.method_name == "__call__" and path:
+      if args and isinstance(args[0], jax.Array):
+        inputs.append((path, counts[path], args[0]))
+      counts[path] += 1
     return next_fun(*args, **kwargs)
 
   def forward(v, x):
-    calls.clear()
+    counts.clear()
+    inputs.clear()
     with nn.intercept_methods(record):
       out = model.apply(v, x, train=False, capture_intermediates=True, mutable=["intermediates"])
-    return out, [a for _, a in calls]
+    return out, [value for *_, value in inputs]
 
   x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
   try:
@@ -222,29 +250,10 @@ def trace(model: nn.Module, variables: Any, input_shape: Sequence[int]) -> Graph
   except Exception as e:  # pylint: disable=broad-except  # shape errors from deep in flax
     raise UserError(f"{type(model).__name__} can't take input of shape {tuple(input_shape)}: "
                     f"{str(e).splitlines()[0]}") from None
-  jaxpr = closed.jaxpr
-  outvars = iter(jaxpr.outvars)
-  taps, sites, sown = {"logits": next(outvars)}, {"logits": Site(())}, []
-  for path, _ in jax.tree_util.tree_flatten_with_path(out_shape[0][1])[0]:
-    var, keys = next(outvars), tuple(getattr(k, "key", getattr(k, "idx", None)) for k in path)
-    named = _named(keys[1:])  # past 'intermediates'
-    if named is not None and named[0] not in taps:
-      taps[named[0]], sites[named[0]] = var, named[1]
-      if named[1].module is None and "__call__" not in keys:
-        sown.append(named[0])
-  counts: collections.Counter = collections.Counter()
-  inputs = []
-  for (path, _), var in zip(calls, outvars):
-    inputs.append((path, counts[path], var))
-    counts[path] += 1
-  outputs = [(site, taps[n]) for n, site in sites.items() if site.module is not None]
-  for name in sown:
-    site = _carrier(jaxpr, taps[name], outputs, inputs)
-    if site is not None:
-      sites[name] = dataclasses.replace(site, keys=sites[name].keys)
+  taps, sites, sown = _named_outputs(closed.jaxpr, out_shape, inputs)
   n_var = len(jax.tree.leaves(shapes))
   analysis = receptive.analyse(closed, [None] * n_var + [receptive.input_state(x.shape)])
-  taps["input"] = jaxpr.invars[n_var]
+  taps["input"] = closed.jaxpr.invars[n_var]
   sown.sort(key=lambda name: analysis.order.get(taps[name], -1))  # model order, not a-z
   rows = layers(taps, classes, shapes, analysis)
   for layer in rows:
@@ -289,8 +298,9 @@ def forward(g: Graph, variables: Any, x: jax.Array, read: Sequence[str] = (),
   for name, delta in (add or {}).items():
     site = g.site(name)
     if site.module is None:
+      can = sorted(n for n, s in g.sites.items() if s.module is not None)
       raise UserError(f"layer {name!r} isn't the output or the sole input of a module call, so "
-                      "it can't be perturbed.")
+                      f"it can't be perturbed; the layers that can: {', '.join(can)}.")
     deltas[site.module, site.call, site.at] = delta
   wanted = {"/".join(map(str, s.keys[:s.keys.index("__call__")]))
             for s in sites.values() if "__call__" in s.keys}

@@ -247,7 +247,8 @@ def _patches(job: _Job, top_k: int, num_images: int) -> dict:
 def _prediction(job: _Job, gradcam_layer: str | None) -> dict:
   cls, sal = visualize.saliency(job.g, job.item.variables, job.x)
   order = lambda n: job.g.analysis.order.get(job.g.var(n), -1)
-  candidates = sorted(job.spatial or visualize.spatial_layers(job.g), key=order)
+  candidates = sorted((n for n in job.spatial or visualize.spatial_layers(job.g)
+                       if job.g.site(n).module is not None), key=order)  # Grad-CAM can perturb
   if gradcam_layer is None and not candidates:
     raise UserError("no feature map to run Grad-CAM on; pass --gradcam_layer=LAYER.")
   layer = gradcam_layer or candidates[-1]
