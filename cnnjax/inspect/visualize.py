@@ -285,14 +285,14 @@ def feature_gradient(g: Graph, variables: Any, x: jax.Array, name: str,
 
 @functools.cache
 def _feature_gradient(g: Graph, name: str) -> Callable:
-  zero = jnp.zeros(g.shape(name), jnp.float32)
+  dtype = g.var(name).aval.dtype  # the map's own: a float32 add would promote a bfloat16 model
 
   @jax.jit
   def gradient(v, x, cls):
     def logit(delta):
       logits, maps = graph_lib.forward(g, v, x, (name,), add={name: delta})
       return logits[0, cls], maps[name]
-    grads, maps = jax.grad(logit, has_aux=True)(zero)
+    grads, maps = jax.grad(logit, has_aux=True)(jnp.zeros(g.shape(name), dtype))
     return maps[0], grads[0]
 
   return gradient
