@@ -94,7 +94,7 @@ def visualize() -> None:
       steps=FLAGS.steps, max_channels=FLAGS.max_channels, top_k=FLAGS.top_k,
       num_images=FLAGS.num_images, gradcam_layer=FLAGS.gradcam_layer)
   for name, facts in report.items():
-    print(f"wrote {os.path.join(out, name)}{pictures.describe(facts)}")
+    print(f"wrote {os.path.join(out, name)}{pictures.caption(facts)}")
 
 
 def course() -> None:

@@ -31,7 +31,7 @@ from flax import linen as nn
 from cnnjax import checkpoint, config as config_lib
 from cnnjax.data import sources, transforms
 from cnnjax.errors import UserError
-from cnnjax.train import loop, resolve
+from cnnjax.train import resolve
 from cnnjax.transfer import pretrained
 
 
@@ -77,21 +77,23 @@ def load_training_run(directory: str, data_dir: str | None = None) -> Inspectabl
   config = run_config(directory)
   if data_dir is not None:
     config.data.data_dir = data_dir
-  s = resolve.resolve(config, devices=jax.devices()[:1])
-  mgr = checkpoint.manager(os.path.join(directory, "checkpoints"), keep=s.options.keep_checkpoints)
-  restored = checkpoint.restore_latest(mgr, loop.abstract_state(s))
+  # Imported here: the loop's modules (its plots) aren't needed to draw pictures of arrays.
+  from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
+  run = resolve.resolve(config, devices=jax.devices()[:1])
+  mgr = checkpoint.manager(os.path.join(directory, "checkpoints"), keep=run.options.keep_checkpoints)
+  restored = checkpoint.restore_latest(mgr, loop.abstract_state(run))
   mgr.close()
   if restored is None:
     raise UserError(f"no checkpoint in {mgr.directory}; train first.")
   step, state, _ = restored
-  size, channels = s.input_shape[1], s.input_shape[3]
+  size, channels = run.input_shape[1], run.input_shape[3]
   display = functools.partial(transforms.to_model_input, size=size, channels=channels,
                               mean=(0.0,), std=(1.0,))
-  return Inspectable(name=s.name, model=s.model,
+  return Inspectable(name=run.name, model=run.model,
                      variables=jax.device_get(state.variables()),
-                     input_shape=tuple(s.input_shape[1:]), preprocess=s.input_fn,
-                     display=display, dataset=s.eval_data,
-                     origin=f"{s.name}, step {step}")
+                     input_shape=tuple(run.input_shape[1:]), preprocess=run.input_fn,
+                     display=display, dataset=run.eval_data,
+                     origin=f"{run.name}, step {step}")
 
 
 def is_pretrained(directory: str) -> bool:

@@ -2,7 +2,9 @@
 
 ``write_all`` computes every picture for one ``loading.Inspectable`` and returns, per file, the
 numbers it shows (tile counts, activations before and after maximisation, field boxes), so
-tests check the content of the pictures, not just that they exist.
+tests check the content of the pictures, not just that they exist. Figures are drawn with
+matplotlib's object API on an Agg canvas of their own: importing or calling this module leaves
+pyplot and the global backend (a notebook's, say) untouched.
 """
 
 from __future__ import annotations
@@ -15,16 +17,22 @@ from typing import Any
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
+from matplotlib import patches as mpatches
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
-from matplotlib import patches as mpatches  # pylint: disable=wrong-import-position
-
-from cnnjax.errors import UserError  # pylint: disable=wrong-import-position
-from cnnjax.inspect import graph as graph_lib  # pylint: disable=wrong-import-position
-from cnnjax.inspect import loading, visualize  # pylint: disable=wrong-import-position
+from cnnjax.errors import UserError
+from cnnjax.inspect import graph as graph_lib
+from cnnjax.inspect import loading, visualize
 
 DPI = 80
+
+
+def _figure(figsize: tuple[float, float]) -> Figure:
+  """A figure on its own Agg canvas, outside pyplot (nothing to close, no global state)."""
+  fig = Figure(figsize=figsize, dpi=DPI)
+  FigureCanvasAgg(fig)
+  return fig
 
 
 def normalise(a: np.ndarray, axes=None) -> np.ndarray:
@@ -52,7 +60,7 @@ def tile_grid(tiles: np.ndarray, cols: int, gap: int = 1) -> np.ndarray:
 def _show(grid: np.ndarray, title: str, path: str, cmap: str = "gray", scale: int = 1) -> None:
   grid = np.repeat(np.repeat(grid, scale, 0), scale, 1)
   h, w = grid.shape[:2]
-  fig = plt.figure(figsize=(max(w, 240) / DPI, (h + 30) / DPI), dpi=DPI)
+  fig = _figure((max(w, 240) / DPI, (h + 30) / DPI))
   ax = fig.add_axes((0, 0, 1, h / (h + 30)))
   colours = matplotlib.colormaps[cmap].with_extremes(bad="white")
   ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap=colours, vmin=0, vmax=1,
@@ -60,7 +68,6 @@ def _show(grid: np.ndarray, title: str, path: str, cmap: str = "gray", scale: in
   ax.axis("off")
   fig.suptitle(title, fontsize=9, y=1 - 4 / (h + 30), va="top")
   fig.savefig(path, dpi=DPI)
-  plt.close(fig)
 
 
 def _scale(size: int, target: int = 480) -> int:
@@ -93,8 +100,8 @@ def _image(ax, picture: np.ndarray) -> None:
 
 
 def draw_fields(picture: np.ndarray, fields: Sequence[visualize.Field], path: str) -> None:
-  fig, axes = plt.subplots(1, len(fields), figsize=(3.2 * len(fields), 3.6), dpi=DPI,
-                           squeeze=False)
+  fig = _figure((3.2 * len(fields), 3.6))
+  axes = fig.subplots(1, len(fields), squeeze=False)
   h, w = picture.shape[:2]
   for ax, f in zip(axes[0], fields):
     _image(ax, picture)
@@ -110,12 +117,12 @@ def draw_fields(picture: np.ndarray, fields: Sequence[visualize.Field], path: st
   fig.suptitle("effective RF = |d unit / d input| (heat) inside the theoretical RF", fontsize=9)
   fig.tight_layout(rect=(0, 0, 1, 0.93))
   fig.savefig(path, dpi=DPI)
-  plt.close(fig)
 
 
 def draw_prediction(picture: np.ndarray, sal: np.ndarray, cam: np.ndarray, path: str,
                     title: str, cam_layer: str) -> None:
-  fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.2), dpi=DPI)
+  fig = _figure((8.4, 3.2))
+  axes = fig.subplots(1, 3)
   _image(axes[0], picture)
   axes[0].set_title("input", fontsize=8)
   axes[1].imshow(normalise(sal), cmap="inferno")
@@ -128,7 +135,6 @@ def draw_prediction(picture: np.ndarray, sal: np.ndarray, cam: np.ndarray, path:
   fig.suptitle(title, fontsize=9)
   fig.tight_layout(rect=(0, 0, 1, 0.93))
   fig.savefig(path, dpi=DPI)
-  plt.close(fig)
 
 
 def _file(layer: str) -> str:
@@ -241,7 +247,8 @@ def _patches(job: _Job, top_k: int, num_images: int) -> dict:
 def _prediction(job: _Job, gradcam_layer: str | None) -> dict:
   cls, sal = visualize.saliency(job.g, job.item.variables, job.x)
   order = lambda n: job.g.analysis.order.get(job.g.var(n), -1)
-  candidates = sorted(job.spatial or visualize.spatial_layers(job.g), key=order)
+  candidates = sorted((n for n in job.spatial or visualize.spatial_layers(job.g)
+                       if job.g.site(n).module is not None), key=order)  # Grad-CAM can perturb
   if gradcam_layer is None and not candidates:
     raise UserError("no feature map to run Grad-CAM on; pass --gradcam_layer=LAYER.")
   layer = gradcam_layer or candidates[-1]
@@ -252,7 +259,7 @@ def _prediction(job: _Job, gradcam_layer: str | None) -> dict:
   return {"saliency_gradcam.png": {"predicted": cls, "label": job.label, "gradcam_layer": layer}}
 
 
-def describe(facts: dict[str, Any]) -> str:
+def caption(facts: dict[str, Any]) -> str:
   """One short parenthesised line about what a picture of ``write_all`` shows."""
   if "tiles" in facts:
     return f" ({facts['tiles']} filter tiles)"

@@ -2,8 +2,9 @@
 
 Each function takes a traced ``graph.Graph`` (its batch size is the batch the function works
 on), the variables and inputs, and returns arrays (and the numbers a test can check); drawing
-them is ``pictures``' job. Layers are named as in ``graph.Graph.taps``: the sown features
-(``stem``, ``stage1`` ...), module paths (``conv1``, ``layer4_2``) and ``logits``.
+them is ``pictures``' job. Layers are named as in ``graph.Graph.sites``: the sown features
+(``stem``, ``stage1`` ...), module paths (``conv1``, ``layer4_2``) and ``logits``; they are read
+(and, for Grad-CAM, perturbed) through flax's ``apply`` by ``graph.forward``.
 
 * ``first_layer_filters``: the first convolution's kernels, one tile per filter.
 * ``feature_maps``: the activations of chosen layers for one input.
@@ -36,16 +37,16 @@ from cnnjax.inspect import graph as graph_lib
 Graph = graph_lib.Graph
 
 
-def _runner(g: Graph, taps: Sequence[str]) -> Callable:
-  """``graph.run`` of ``g`` for ``taps``, jitted once per (graph, taps)."""
-  for name in taps:
-    g.var(name)  # unknown names fail here, listing the valid ones
-  return _jitted_run(g, tuple(taps))
+def _reader(g: Graph, names: Sequence[str]) -> Callable:
+  """``(variables, x) -> (logits, {name: value})`` by ``graph.forward``, jitted once per names."""
+  for name in names:
+    g.site(name)  # unknown names fail here, listing the valid ones
+  return _jitted_reader(g, tuple(names))
 
 
 @functools.cache
-def _jitted_run(g: Graph, taps: tuple[str, ...]) -> Callable:
-  return jax.jit(lambda v, x: graph_lib.run(g, v, x, taps))
+def _jitted_reader(g: Graph, names: tuple[str, ...]) -> Callable:
+  return jax.jit(lambda v, x: graph_lib.forward(g, v, x, names))
 
 
 def spatial_layers(g: Graph) -> list[str]:
@@ -68,7 +69,7 @@ def first_layer_filters(g: Graph, variables: Any) -> np.ndarray:
 
 def feature_maps(g: Graph, variables: Any, x: jax.Array, names: Sequence[str]) -> dict:
   """{layer: activations of the first image}, e.g. (h, w, C) for a feature map."""
-  _, taps = _runner(g, names)(variables, x)
+  _, taps = _reader(g, names)(variables, x)
   return {n: np.asarray(v[0]) for n, v in taps.items()}
 
 
@@ -102,10 +103,10 @@ def effective_field(g: Graph, variables: Any, x: jax.Array, name: str) -> Field:
   if len(shape) != 4:
     raise UserError(f"layer {name!r} has shape {shape}; a receptive field needs a feature map.")
   i, k = centre(shape)
-  run = _runner(g, (name,))
-  acts = np.asarray(run(variables, x)[1][name][0, i, k])
+  read = _reader(g, (name,))
+  acts = np.asarray(read(variables, x)[1][name][0, i, k])
   c = int(np.argmax(acts))
-  unit = jax.jit(jax.grad(lambda x: run(variables, x)[1][name][0, i, k, c]))
+  unit = jax.jit(jax.grad(lambda x: read(variables, x)[1][name][0, i, k, c]))
   grad = np.abs(np.asarray(unit(x))[0]).sum(-1)
   return Field(name, (i, k, c), float(acts[c]), grad, field_box(g, name, i, k))
 
@@ -157,7 +158,7 @@ def maximise(g: Graph, variables: Any, name: str, channels: Sequence[int], lo, h
   n, shape = g.input_shape[0], g.shape(name)
   if len(channels) != n:
     raise ValueError(f"graph traced at batch {n} for {len(channels)} channels")
-  g.var(name)
+  g.site(name)
   if jitter is None:
     jumps = [a.jump for a in g.field(name) if a.jump is not None]
     jitter = max(jumps) // 2 if jumps else 1
@@ -172,10 +173,10 @@ def _optimiser(g: Graph, name: str, steps: int, lr: float, decay: float, blur_ev
                jitter: int, surround: float) -> Callable:
   """The jitted ascent of ``maximise``, compiled once per graph, layer and settings."""
   n, shape = g.input_shape[0], g.shape(name)
-  run = _jitted_run(g, (name,))
+  read = _jitted_reader(g, (name,))
 
   def objective(v, x, chans, surround=0.0):
-    act = run(v, x)[1][name]
+    act = read(v, x)[1][name]
     if act.ndim == 4:
       unit = act[:, shape[1] // 2, shape[2] // 2] + surround * act.mean(axis=(1, 2))
       return unit[jnp.arange(n), chans]
@@ -227,12 +228,12 @@ def top_patches(g: Graph, variables: Any, preprocess: Callable, display: Callabl
   the host, ``display`` to [0, 1] pixels of the same geometry; ``g`` is traced at the batch size
   to stream with.
   """
-  run = _runner(g, (name,))
+  read = _reader(g, (name,))
   chans = np.asarray(channels)
 
   @jax.jit
   def best(v, x):
-    act = run(v, x)[1][name]
+    act = read(v, x)[1][name]
     flat = act.reshape(act.shape[0], -1, act.shape[-1])[..., chans]
     return flat.max(axis=1), flat.argmax(axis=1)
 
@@ -265,10 +266,36 @@ def crop(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 def saliency(g: Graph, variables: Any, x: jax.Array) -> tuple[int, np.ndarray]:
   """(predicted class, |d logit / d input| max over input channels) for the first image."""
-  run = _runner(g, ())
-  cls = int(np.argmax(run(variables, x)[0][0]))
-  grad = jax.jit(jax.grad(lambda x: run(variables, x)[0][0, cls]))(x)
+  read = _reader(g, ())
+  cls = int(np.argmax(read(variables, x)[0][0]))
+  grad = jax.jit(jax.grad(lambda x: read(variables, x)[0][0, cls]))(x)
   return cls, np.abs(np.asarray(grad)[0]).max(-1)
+
+
+def feature_gradient(g: Graph, variables: Any, x: jax.Array, name: str,
+                     cls: int) -> tuple[np.ndarray, np.ndarray]:
+  """(feature map ``name``, d logit[cls] / d that map), each (h, w, C), for the first image.
+
+  The gradient is taken with respect to a perturbation added at ``name`` (zero, so the map is
+  unchanged): see ``graph.forward``.
+  """
+  g.site(name)
+  return tuple(np.asarray(a) for a in _feature_gradient(g, name)(variables, x, cls))
+
+
+@functools.cache
+def _feature_gradient(g: Graph, name: str) -> Callable:
+  dtype = g.var(name).aval.dtype  # the map's own: a float32 add would promote a bfloat16 model
+
+  @jax.jit
+  def gradient(v, x, cls):
+    def logit(delta):
+      logits, maps = graph_lib.forward(g, v, x, (name,), add={name: delta})
+      return logits[0, cls], maps[name]
+    grads, maps = jax.grad(logit, has_aux=True)(jnp.zeros(g.shape(name), dtype))
+    return maps[0], grads[0]
+
+  return gradient
 
 
 def grad_cam(g: Graph, variables: Any, x: jax.Array, name: str, cls: int) -> np.ndarray:
@@ -276,19 +303,16 @@ def grad_cam(g: Graph, variables: Any, x: jax.Array, name: str, cls: int) -> np.
   shape = g.shape(name)
   if len(shape) != 4:
     raise UserError(f"layer {name!r} has shape {shape}; Grad-CAM needs a feature map.")
-  taps = (name,)
+  acts, grads = feature_gradient(g, variables, x, name, cls)
+  return np.asarray(_cam(jnp.asarray(acts), jnp.asarray(grads), g.input_shape[1:3]))
 
-  @jax.jit
-  def cam(v, x):
-    at = lambda d: graph_lib.run(g, v, x, taps, perturb={name: d})
-    grads = jax.grad(lambda d: at(d)[0][0, cls])(jnp.zeros(shape, jnp.float32))
-    acts = at(jnp.zeros(shape, jnp.float32))[1][name]
-    weights = grads[0].mean(axis=(0, 1))
-    m = jax.nn.relu(jnp.einsum("hwc,c->hw", acts[0], weights))
-    m = jax.image.resize(m, g.input_shape[1:3], method="bilinear")
-    return m / (m.max() + 1e-12)
 
-  return np.asarray(cam(variables, x))
+@functools.partial(jax.jit, static_argnums=2)
+def _cam(acts: jax.Array, grads: jax.Array, size: tuple[int, int]) -> jax.Array:
+  """Selvaraju et al.'s map: ReLU of the channels weighted by their mean gradient, in [0, 1]."""
+  m = jax.nn.relu(jnp.einsum("hwc,c->hw", acts, grads.mean(axis=(0, 1))))
+  m = jax.image.resize(m, size, method="bilinear")
+  return m / (m.max() + 1e-12)
 
 
 def channel_choice(n_channels: int, limit: int) -> list[int]:

@@ -46,7 +46,7 @@ def test_pretrained_weights_directory(tmp_path):
   shown = np.asarray(item.display(raw))
   assert x.shape == shown.shape == (1, 32, 32, 3) and 0 <= shown.min() <= shown.max() <= 1
   g = graph.trace(item.model, item.variables, (1, 32, 32, 3))
-  logits, _ = graph.run(g, item.variables, x)
+  logits, _ = graph.forward(g, item.variables, x)
   np.testing.assert_allclose(logits, item.model.apply(item.variables, x), rtol=1e-4, atol=1e-4)
   with pytest.raises(UserError, match="pass --image"):
     pictures.write_all(item, str(tmp_path / "inspect"))

@@ -94,14 +94,14 @@ def test_top_patches_are_sorted_fields(report, item):
   np.testing.assert_allclose(maps[..., 0].max(), facts["values"][0, 0], rtol=1e-5)
 
 
-def test_graph_runs_the_model_and_grad_cam_is_a_map(item):
+def test_forward_reads_through_flax_and_grad_cam_is_a_map(item):
   g = graph.trace(item.model, item.variables, (2, 28, 28, 1))
   x = jax.random.normal(jax.random.key(3), (2, 28, 28, 1))
-  logits, taps = graph.run(g, item.variables, x, ("stage2", "pool1"))
+  logits, taps = graph.forward(g, item.variables, x, ("stage2", "pool1", "conv1"))
   want, state = item.model.apply(item.variables, x, mutable=["intermediates"])
   np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(taps["stage2"], state["intermediates"]["stage2"][0], rtol=1e-6)
-  assert taps["pool1"].shape == (2, 14, 14, 6)  # a functional pool is a tap too
+  assert taps["pool1"].shape == (2, 14, 14, 6) and taps["conv1"].shape == (2, 28, 28, 6)
   g1 = graph.trace(item.model, item.variables, (1, 28, 28, 1))
   cam = visualize.grad_cam(g1, item.variables, x[:1], "stage2", 3)
   assert cam.shape == (28, 28) and cam.min() >= 0 and np.isclose(cam.max(), 1.0)
