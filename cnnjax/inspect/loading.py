@@ -81,11 +81,11 @@ def load_training_run(directory: str, data_dir: str | None = None) -> Inspectabl
   from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
   run = resolve.resolve(config, devices=jax.devices()[:1])
   mgr = checkpoint.manager(os.path.join(directory, "checkpoints"), keep=run.options.keep_checkpoints)
-  restored = checkpoint.restore_latest(mgr, loop.abstract_state(run))
+  restored = checkpoint.restore_newest(mgr, loop.abstract_state(run), set_aside=False)
   mgr.close()
   if restored is None:
     raise UserError(f"no checkpoint in {mgr.directory}; train first.")
-  step, state, _ = restored
+  step, state = restored.step, restored.state
   size, channels = run.input_shape[1], run.input_shape[3]
   display = functools.partial(transforms.to_model_input, size=size, channels=channels,
                               mean=(0.0,), std=(1.0,))
