@@ -18,7 +18,7 @@ import sys
 
 from absl import flags
 
-from benchmarks import cases, cli
+from benchmarks import cases, cli, results_io
 from cnnjax import hugepages
 
 FLAGS = flags.FLAGS
@@ -32,7 +32,8 @@ flags.DEFINE_float("min_time", 10.0, "Seconds of timed train steps per measureme
 flags.DEFINE_integer("min_steps", 5, "Timed train steps per measurement (at least).")
 flags.DEFINE_boolean("inference", True, "Also measure inference throughput.")
 flags.DEFINE_boolean("pipeline", True, "Also measure the grain input pipeline (needs grain).")
-flags.DEFINE_string("out", "benchmark.json", "Where to write the results (JSON).")
+flags.DEFINE_string("out", "benchmarks/results/benchmark.json",
+                    "Where to write the results (JSON; the printed tables as CSV beside it).")
 flags.DEFINE_string("torch_python", None, "The Python that runs the PyTorch workers (default: "
                     "this one), e.g. a Python 3.11 venv's with torch beside a 3.12 one's with "
                     "JAX 0.12.")
@@ -163,7 +164,8 @@ def main(argv):
   print("\n".join(lines))
   with open(FLAGS.out, "w") as f:
     json.dump(cli.finite_or_null(results), f, indent=1, allow_nan=False)
-  print(f"\nwrote {os.path.abspath(FLAGS.out)}")
+  written = results_io.write_tables(FLAGS.out, lines)
+  print(f"\nwrote {', '.join([os.path.abspath(FLAGS.out), *written])}")
   exits = {r.get("exit", 0) for per_case in results.values() for r in per_case.values()}
   if cli.USAGE_ERROR in exits:  # bad input met only in a worker (--max_batch on a CPU)
     return cli.USAGE_ERROR

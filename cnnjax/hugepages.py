@@ -3,10 +3,10 @@
 XLA:CPU allocates each step's activations with ``malloc``; glibc serves buffers this large with
 fresh ``mmap``'d memory, 4 KiB pages that fault in (zeroed) on every step. With the tunable
 ``glibc.malloc.hugetlb=1`` glibc asks the kernel for transparent huge pages (2 MiB) for them
-(``madvise``), which on this project's 2-core machine made ResNet-20's train step 25–35% faster
-(LeNet-5's and ResNet-18's by nothing measurable; README, Performance). glibc reads tunables
-only when a process starts, so ``reexec`` restarts the Python process, once, with it added to
-``GLIBC_TUNABLES`` — before anything heavy is imported, so the restart costs a Python start-up.
+(``madvise``), so a step's buffers fault in 512 times fewer pages (the effect per model is
+measured in docs/performance.md, "Huge pages"). glibc reads tunables only when a process
+starts, so ``reexec`` restarts the Python process, once, with it added to ``GLIBC_TUNABLES`` —
+before anything heavy is imported, so the restart costs a Python start-up.
 
 It does nothing where it would do nothing (not Linux, not glibc ≥ 2.35, transparent huge pages
 ``never`` or already ``always``), where the tunable is already set, or with

@@ -10,13 +10,14 @@ NAME (the base config is the first variant, the baseline):
   dropout         LeNet-5, dropout 0, 0.25, 0.5 after fc1 and fc2
   batchnorm       LeNet-5 without and with BatchNorm before each hidden activation
   depth_residual  CIFAR ResNet-20/32/44/56 against plain nets of the same depth on cifar10
-                  (He et al. 2016, Fig. 6; needs ``python -m cnnjax.data.prepare cifar10``)
+                  (He et al. 2016, Fig. 6; needs ``python -m cnnjax.data cifar10``)
   head            VGG-11 (BN) with its fully connected head vs global average pooling, cifar10
                   (the course's VGG table: the FC layers hold most of VGG's parameters)
 
 Full forms train as the single-run experiments do (LeNet-5: experiments/lenet_mnist.py, 30
 epochs; ResNets: experiments/resnet_cifar.py); 5 seeds. ``smoke`` is a short version of the same
-comparison on the embedded MNIST (about a minute on 2 cores with 2 workers), with 2 seeds.
+comparison on the embedded MNIST, with 2 seeds: a quick end-to-end check of the sweep's
+machinery, not a result (its timings: docs/performance.md).
 ``get_config`` alone is the baseline as a single run.
 """
 

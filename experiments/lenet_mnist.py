@@ -24,5 +24,6 @@ def get_config(arg=None):
   c.schedule.name = "cosine"
   c.schedule.warmup_epochs = 1.0
   c.checkpoint_every_steps = 200
-  c.steps_per_call = 8  # a 9 ms step: per-step host work would cost a fifth of the speed
+  c.steps_per_call = 8  # a short step: per-step host work would be a large share of it
+  # (measured in docs/performance.md, "The training loop against the harness")
   return c

@@ -2,7 +2,7 @@
 1e-4, learning rate 0.1 divided by 10 at 32k and 48k iterations, stop at 64k (here epochs 82, 123
 and 164 of 391 steps), 4-pixel shifts and flips; resnet110 warms up for the first epoch (the paper:
 0.01 until training error is below 80%). ``:resnet56`` (default), ``:resnet20`` ... ``:resnet110``.
-Needs ``python -m cnnjax.data.prepare cifar10`` once."""
+Needs ``python -m cnnjax.data cifar10`` once."""
 
 from experiments import zoo
 

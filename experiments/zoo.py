@@ -4,7 +4,7 @@ Every zoo experiment takes ``--config=experiments/FILE.py:MODEL[,original][,smok
 ``MODEL`` picks a registered name of the family, ``original`` switches to the paper's form where
 the model has one, and ``smoke`` swaps the dataset for the embedded MNIST (resized to the model's
 minimum input size and tiled to 3 channels) with a few steps of Adam, so that every architecture
-really trains on this machine.
+really trains offline on a CPU.
 """
 
 from experiments import base
