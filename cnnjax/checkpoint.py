@@ -308,3 +308,18 @@ def _read_variables(path: str) -> dict[str, Any]:
   as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
   return checkpointer.restore(path, args=ocp.args.PyTreeRestore(
       item=wanted, restore_args=as_numpy, partial_restore=True))
+
+
+def param_count(directory: str) -> int | None:
+  """Parameters of the newest checkpoint under ``directory`` whose metadata reads (from its
+  tree metadata: no array is read); None if there is none."""
+  directory = os.path.abspath(directory)
+  for step in sorted(_complete_steps(directory), reverse=True):
+    try:
+      with _quiet():
+        tree = _tree_metadata(os.path.join(directory, str(step), "state"))
+    except Exception:  # pylint: disable=broad-except  # damaged: try the older one
+      continue
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree.get("params", {}))
+               if hasattr(leaf, "shape"))
+  return None
