@@ -25,7 +25,7 @@ def test_product_zipped_chain_and_variants(lenet):
   assert len(both.points) == 3
   named = variants({"small": {"batch_size": 32}, "big": {"batch_size": 512}})
   plan = spec.expand(Sweep(named, seeds=(0, 1, 2)), lenet)
-  assert [r.workdir for r in plan.runs][:4] == ["small/seed=0", "small/seed=1", "small/seed=2",
+  assert [r.workdir for r in plan.trials][:4] == ["small/seed=0", "small/seed=1", "small/seed=2",
                                                 "big/seed=0"]
   assert plan.baseline == "small" and plan.variants["big"] == {"batch_size": 512}
 
@@ -46,10 +46,10 @@ def test_names_are_the_keys_that_differ_and_stable(lenet):
 
 def test_config_hash_differs_by_seed_and_value_only(lenet):
   plan = spec.expand(Sweep({"model_options.activation": ["relu", "elu"]}, seeds=(0, 1)), lenet)
-  hashes = [r.config_hash for r in plan.runs]
+  hashes = [r.config_hash for r in plan.trials]
   assert len(set(hashes)) == 4
   again = spec.expand(Sweep({"model_options.activation": ["relu", "elu"]}, seeds=(0, 1)), lenet)
-  assert [r.config_hash for r in again.runs] == hashes
+  assert [r.config_hash for r in again.trials] == hashes
 
 
 BAD = [
@@ -87,9 +87,9 @@ def test_every_course_ablation_expands_and_checks(name, smoke):
   arg = f"{name},smoke" if smoke else name
   config = config_lib.load(f"{ABLATIONS}:{arg}")
   plan = spec.expand(spec.load(f"{ABLATIONS}:{arg}"), config)
-  seeds = {r.seed for r in plan.runs}
+  seeds = {r.seed for r in plan.trials}
   assert len(seeds) == (2 if smoke else 5)
-  assert len(plan.variants) >= 2 and len(plan.runs) == len(plan.variants) * len(seeds)
+  assert len(plan.variants) >= 2 and len(plan.trials) == len(plan.variants) * len(seeds)
 
 
 def test_the_depth_residual_variants_are_paper_names():
