@@ -68,18 +68,24 @@ def _images_per_sec(rows) -> float | None:
   return statistics.median(rates) if rates else None
 
 
+def model_input(config: Mapping[str, Any]) -> tuple[int, int]:
+  """(input size, classes) a run of ``config`` (its config.json) gives its model: the size
+  ``ModelSpec.input_size_for`` picks with the dataset's native size (its crop if it has one)."""
+  from cnnjax import models  # pylint: disable=import-outside-toplevel  # JAX, only when needed
+  spec = models.get_spec(config["model"])
+  native, classes = DATASETS.get(config.get("dataset"), (None, spec.num_classes))
+  data = config.get("data") or {}
+  size = spec.input_size_for(data.get("crop") or native, data.get("image_size"))
+  return size, config.get("num_classes") or classes
+
+
 def model_macs(config: Mapping[str, Any]) -> int | None:
   """MACs per image of the run's model at its input size (``cnnjax.inspect``)."""
-  from cnnjax import models  # pylint: disable=import-outside-toplevel  # JAX, only when needed
-  from cnnjax.inspect import summary  # pylint: disable=import-outside-toplevel
-  name = config.get("model")
-  data = config.get("data", {})
+  from cnnjax.inspect import summary  # pylint: disable=import-outside-toplevel  # JAX
   try:
-    spec = models.get_spec(name)
-    native, classes = DATASETS.get(config.get("dataset"), (None, spec.num_classes))
-    size = spec.input_size_for(data.get("crop") or native, data.get("image_size"))
+    size, classes = model_input(config)
     options = {k: v for k, v in (config.get("model_options") or {}).items() if v is not None}
-    result = summary.summarize(name, size, config.get("num_classes") or classes, **options)
+    result = summary.summarize(config["model"], size, classes, **options)
   except Exception:  # pylint: disable=broad-except  # a model inspect can't trace: no MACs
     return None
   return int(result.totals["macs"])
