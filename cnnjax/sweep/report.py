@@ -47,15 +47,15 @@ def _compare(values: dict[str, dict[int, float]], baseline: str, metric: str) ->
   out, others = {}, [v for v in values if v != baseline]
   welch = [stats.welch(list(values[v].values()), list(base.values())) for v in others]
   paired = [stats.paired(values[v], base)[0] for v in others]
-  p = {"p_welch": dict(zip(others, welch)), "p_paired": dict(zip(others, paired)),
-       "p_welch_holm": dict(zip(others, stats.holm(welch))),
-       "p_paired_holm": dict(zip(others, stats.holm(paired)))}
+  pvalues = {"p_welch": dict(zip(others, welch)), "p_paired": dict(zip(others, paired)),
+             "p_welch_holm": dict(zip(others, stats.holm(welch))),
+             "p_paired_holm": dict(zip(others, stats.holm(paired)))}
   for variant, seeds in values.items():
     summary = stats.summarize_values(list(seeds.values()))
     cols = {"mean": summary.mean, "std": summary.std, "ci_low": summary.ci_low,
             "ci_high": summary.ci_high,
             "diff": summary.mean - base_mean if variant != baseline else 0.0}
-    cols.update({k: table.get(variant, math.nan) for k, table in p.items()})
+    cols.update({k: table.get(variant, math.nan) for k, table in pvalues.items()})
     out[variant] = {f"{metric}_{k}": c for k, c in cols.items()}
   return out
 
@@ -74,14 +74,14 @@ def summary_rows(record: store.SweepRecord,
     for v, cols in _compare(_per_variant(rows, metric), record.baseline, metric).items():
       if v in out:
         out[v].update(cols)
-  for v in out:
-    done = [r for r in rows if r.variant == v and r.status == "done"]
-    out[v]["params"] = done[0].params if done else None
-    out[v]["macs"] = done[0].macs if done else None
+  for variant, line in out.items():
+    done = [r for r in rows if r.variant == variant and r.status == "done"]
+    line["params"] = done[0].params if done else None
+    line["macs"] = done[0].macs if done else None
     for key in ("images_per_sec", "wall_s"):
-      vals = [getattr(r, key) for r in done if getattr(r, key) is not None]
-      out[v][f"{key}_mean"] = float(np.mean(vals)) if vals else None
-    out[v]["config_diff"] = _config_diff(record.variants[v])
+      measured = [getattr(r, key) for r in done if getattr(r, key) is not None]
+      line[f"{key}_mean"] = float(np.mean(measured)) if measured else None
+    line["config_diff"] = _config_diff(record.variants[variant])
   return list(out.values())
 
 

@@ -16,6 +16,8 @@ from cnnjax.sweep import slurm, spec, store
 from tests.sweep.test_sweep import TINY, attempts, read_csv
 from tests.test_launch import launch
 
+pytestmark = pytest.mark.e2e  # every test runs launch.py or submitit's processes
+
 FAKE_SBATCH = """#!/bin/sh
 cp "$1" "$(dirname "$0")/recorded.sbatch"
 echo "Submitted batch job 4242"
