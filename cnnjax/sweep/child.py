@@ -34,6 +34,7 @@ class Child:
     self.slot = slot
     self.attempt = attempt
     self.proc = None
+    self.returncode: int | None = None  # set once, when the result is written
     self.started = time.time()
     self._held = contextlib.ExitStack()
     with contextlib.ExitStack() as claim:
@@ -57,11 +58,12 @@ class Child:
       log.close()
 
   def poll(self) -> int | None:
-    if self.proc is None:
-      return None
+    if self.proc is None or self.returncode is not None:
+      return self.returncode
     rc = self.proc.poll()
     if rc is not None:
       self._finish(rc)
+      self.returncode = rc
     return rc
 
   def wait(self) -> int:

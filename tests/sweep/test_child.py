@@ -51,5 +51,7 @@ def test_a_failing_child_leaves_its_result_and_frees_its_claim(tmp_path):
   assert (result.status, result.exit_code, result.attempt, result.error) == (
       "failed", 3, 2, "error: boom")
   assert not store.is_claimed(run_dir)
+  ended = os.stat(os.path.join(run_dir, store.RESULT)).st_mtime_ns
+  assert child.poll() == 3 and os.stat(os.path.join(run_dir, store.RESULT)).st_mtime_ns == ended
   log = open(os.path.join(run_dir, store.LOG)).read()
   assert log.startswith("=== attempt 2 on test, ") and "step 1" in log
