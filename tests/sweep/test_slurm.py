@@ -13,6 +13,10 @@ import pytest
 
 from cnnjax import config as config_lib
 from cnnjax.sweep import slurm, spec, store
+# The repository's experiments package, imported before tiny_sweep.py is loaded here, as
+# launch.py has it when the sweep loads the file: while a loader runs tests/sweep/tiny_sweep.py,
+# tests/ is importable and its ``experiments`` package would shadow the repository's.
+from experiments import lenet_mnist  # pylint: disable=unused-import
 from tests.sweep.test_sweep import TINY, attempts, read_csv
 from tests.test_launch import launch
 
