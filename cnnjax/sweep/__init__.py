@@ -1,13 +1,15 @@
 """Ablation studies: a sweep declared in an experiment file, run as one child process per run.
 
-  spec.py     Sweep, product / zipped / chain / variants; expanding and checking every run
+  spec.py     Sweep, product / zipped / chain / variants; expanding and checking every trial
+              (one point × one seed) into a SweepPlan
   naming.py   stable variant names (the keys that differ from the base config)
   env.py      which devices or cores each worker's children see
-  store.py    the sweep directory's files: sweep.json, result.json, logs, claims
-  child.py    one run as a ``launch.py`` child process
+  store.py    the sweep directory's files and their typed records (SweepRecord, Trial,
+              TrialResult): sweep.json, result.json, logs, claims; the only JSON boundary
+  child.py    one trial as a ``launch.py`` child process
   runner.py   N local workers, retries, stop and resume
   slurm.py    a Slurm job array through submitit (and submitit's local executor)
-  results.py  DIR/results.csv from the runs' own files
+  results.py  DIR/results.csv (one ResultRow per trial) from the runs' own files
   stats.py    mean, std, t intervals, Welch and paired t-tests, Holm
   report.py   summary.csv / summary.md, the mean curves for TensorBoard
   plots.py    curves.png, final.png

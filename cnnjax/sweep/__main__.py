@@ -17,32 +17,32 @@ from cnnjax.cli import fail
 COMMANDS = ("status", "report")
 
 
-def _load(directory: str) -> dict:
+def _load(directory: str):
   from cnnjax.sweep import store  # pylint: disable=import-outside-toplevel
-  sweep = store.read_sweep(directory)
-  if sweep is None:
+  record = store.read_sweep(directory)
+  if record is None:
     fail(f"{directory!r} holds no {store.SWEEP_FILE}; give the --workdir of a sweep.")
-  return sweep
+  return record
 
 
 def status(directory: str) -> None:
   from cnnjax.sweep import results  # pylint: disable=import-outside-toplevel
-  sweep = _load(directory)
-  rows = results.collect(directory, sweep)
-  metric = sweep["metric"]
-  for r in rows:
-    value = f"{metric}={r[metric]:.4f}" if r.get(metric) is not None else r.get("error", "")
-    print(f"{r['variant']:30s} seed={r['seed']:<4d} {r['status']:8s} {value}")
-  counts = collections.Counter(r["status"] for r in rows)
+  record = _load(directory)
+  rows = results.collect(directory, record)
+  metric = record.metric
+  for row in rows:
+    value = row.finals.get(metric)
+    shown = f"{metric}={value:.4f}" if value is not None else row.error or ""
+    print(f"{row.variant:30s} seed={row.seed:<4d} {row.status:8s} {shown}")
+  counts = collections.Counter(row.status for row in rows)
   print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" of {len(rows)} runs")
-  for workdir in sweep.get("removed", []):
+  for workdir in record.removed:
     print(f"no longer in the sweep (kept): {workdir}")
 
 
 def report(directory: str) -> None:
   from cnnjax.sweep import report as report_lib  # pylint: disable=import-outside-toplevel
-  sweep = _load(directory)
-  report_lib.write_all(directory, sweep)
+  report_lib.write_all(directory, _load(directory))
   with open(os.path.join(directory, "summary.md")) as f:
     print(f.read(), end="")
 

@@ -4,7 +4,8 @@ The child is ``python launch.py ...`` with exactly the flags a single run would 
 all of launch.py's behaviour: resume from the newest checkpoint, SIGTERM saves and exits 143,
 exit 2 for bad input and 3 for a failed run, one run per workdir (``run.lock``). Its stdout and
 stderr are appended to ``log.txt`` in its workdir. The claim (``store.claim``) is held for the
-child's whole life by the process that started it.
+child's whole life by the process that started it, and released once its result.json is
+written.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
 
 from cnnjax.sweep import env as env_lib, store
 
@@ -22,42 +22,48 @@ STOPPED = (128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.S
 
 
 class Child:
-  """A started run; ``poll()`` returns its exit code once it ended (and writes result.json)."""
+  """A started trial; ``poll()`` returns its exit code once it ended (and writes result.json).
 
-  def __init__(self, entry: Mapping, sweep_dir: str, slot: env_lib.Slot, attempt: int = 1,
+  ``claimed`` is False when another process holds the trial's claim: nothing was started. Else
+  the claim is held (``self._held``) until the child has ended and its result is written."""
+
+  def __init__(self, trial: store.Trial, sweep_dir: str, slot: env_lib.Slot, attempt: int = 1,
                cwd: str | None = None):
-    self.entry = entry
-    self.run_dir = os.path.join(sweep_dir, entry["workdir"])
+    self.trial = trial
+    self.run_dir = trial.run_dir(sweep_dir)
     self.slot = slot
     self.attempt = attempt
-    self._claim = store.claim(self.run_dir)
-    self.claimed = self._claim.__enter__()
     self.proc = None
+    self.returncode: int | None = None  # set once, when the result is written
     self.started = time.time()
-    if not self.claimed:
-      self._claim.__exit__(None, None, None)
-      return
-    self._start(cwd)
+    self._held = contextlib.ExitStack()
+    with contextlib.ExitStack() as claim:
+      self.claimed = claim.enter_context(store.claim(self.run_dir))
+      if not self.claimed:
+        return  # released as the block ends
+      self._start(cwd)  # a failed start releases the claim too
+      self._held = claim.pop_all()
 
   def _start(self, cwd: str | None) -> None:
     env = {**os.environ, **self.slot.env}
     log = open(os.path.join(self.run_dir, store.LOG), "a")  # pylint: disable=consider-using-with
     log.write(f"=== attempt {self.attempt} on {self.slot.label or 'all devices'}, "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(self.entry['argv'])}\n")
+              f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(self.trial.argv)}\n")
     log.flush()
     try:  # no preexec_fn: the parent has JAX's threads, and a fork that runs Python can hang
-      self.proc = subprocess.Popen([*env_lib.affinity_prefix(self.slot), *self.entry["argv"]],
+      self.proc = subprocess.Popen([*env_lib.affinity_prefix(self.slot), *self.trial.argv],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=env, cwd=cwd, start_new_session=True)
     finally:
       log.close()
 
   def poll(self) -> int | None:
-    if self.proc is None:
-      return None
+    if self.proc is None or self.returncode is not None:
+      return self.returncode
     rc = self.proc.poll()
     if rc is not None:
       self._finish(rc)
+      self.returncode = rc
     return rc
 
   def wait(self) -> int:
@@ -72,17 +78,23 @@ class Child:
         os.kill(self.proc.pid, signal.SIGTERM)
 
   def _finish(self, rc: int) -> None:
-    wall = time.time() - self.started
-    status = "done" if rc == 0 else "stopped" if rc in STOPPED else "failed"
-    result = {"status": status, "config_hash": self.entry["config_hash"], "exit_code": rc,
-              "attempt": self.attempt,
-              "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    if status != "done":
-      result["error"] = store.last_error(self.run_dir)
-    previous = store.read_result(self.run_dir) or {}
-    # A resumed run's wall time counts every attempt of this config.
-    before = previous.get("partial_wall_s", 0.0) if previous.get(
-        "config_hash") == result["config_hash"] else 0.0
-    result["wall_s" if status == "done" else "partial_wall_s"] = round(wall + before, 3)
-    store.write_result(self.run_dir, result)
-    self._claim.__exit__(None, None, None)
+    with self._held:  # the claim is released once the result is written
+      store.write_result(self.run_dir, ended_result(
+          self.trial.config_hash, rc, self.attempt, time.time() - self.started,
+          previous=store.read_result(self.run_dir),
+          error=store.last_error(self.run_dir) if rc != 0 else None))
+
+
+def ended_result(config_hash: str, rc: int, attempt: int, wall_s: float,
+                 previous: store.TrialResult | None, error: str | None) -> store.TrialResult:
+  """The result of an attempt that exited with ``rc`` after ``wall_s`` (``error``: the log's
+  error line); a resumed run's wall time counts every earlier attempt of this config."""
+  status = "done" if rc == 0 else "stopped" if rc in STOPPED else "failed"
+  before = (previous.partial_wall_s or 0.0) if (
+      previous is not None and previous.config_hash == config_hash) else 0.0
+  total = round(wall_s + before, 3)
+  return store.TrialResult(
+      status=status, config_hash=config_hash, exit_code=rc, attempt=attempt,
+      ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), error=error,
+      wall_s=total if status == "done" else None,
+      partial_wall_s=None if status == "done" else total)

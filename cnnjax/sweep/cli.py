@@ -11,20 +11,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from cnnjax import cli
 from cnnjax.errors import UserError
-from cnnjax.sweep import env as env_lib, flags as sweep_flags, runner, spec, store
+from cnnjax.sweep import env as env_lib, flags as sweep_flags, naming, runner, spec, store
 
 FLAGS = sweep_flags.FLAGS
-
-
-def config_arg(argv: Sequence[str]) -> str:
-  """The value of ``--config`` (``path.py[:arg]``)."""
-  for i, a in enumerate(argv):
-    if a.startswith("--config="):
-      return a.split("=", 1)[1]
-    if a == "--config" and i + 1 < len(argv):
-      return argv[i + 1]
-  raise UserError("--config is required.")
 
 
 def config_overrides(argv: Sequence[str]) -> list[str]:
@@ -36,44 +27,46 @@ def override_keys(overrides: Sequence[str]) -> list[str]:
   return [a[len("--config."):].split("=", 1)[0] for a in overrides]
 
 
-def dry_run_table(sweep: dict) -> str:
+def dry_run_table(trials: Sequence[store.Trial], workdir: str) -> str:
+  """The table of ``--sweep_dry_run``: every trial, where it runs, and whether it is done."""
   rows = [("variant", "seed", "overrides", "workdir", "state")]
-  base = FLAGS.workdir
-  for r in sweep["runs"]:
-    done = store.is_done(os.path.join(base, r["workdir"]), r["config_hash"])
-    overrides = " ".join(f"{k}={store.describe(v)}" for k, v in r["overrides"].items())
-    rows.append((r["variant"], str(r["seed"]), overrides or "(base)",
-                 os.path.join(base, r["workdir"]), "done" if done else "to run"))
+  for trial in trials:
+    done = store.is_done(trial.run_dir(workdir), trial.config_hash)
+    overrides = " ".join(f"{k}={naming.value_text(v)}" for k, v in trial.overrides.items())
+    rows.append((trial.variant, str(trial.seed), overrides or "(base)", trial.run_dir(workdir),
+                 "done" if done else "to run"))
   widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
   return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def _prepare(config, workdir: str, argv: Sequence[str]) -> dict:
-  config_spec = config_arg(argv[1:])
+def _expand(config, argv: Sequence[str]) -> tuple[spec.SweepPlan, str, list[str]]:
+  """The checked plan, the experiment file and the ``--config.*`` flags of the command."""
+  config_spec = cli.config_arg(argv[1:])
+  if config_spec is None:
+    raise UserError("--config is required.")
   overrides = config_overrides(argv[1:])
-  declared = spec.load(config_spec)
-  plan = spec.expand(declared, config, override_keys(overrides))
-  sweep_dir = os.path.abspath(workdir)
-  if FLAGS.sweep_dry_run:
-    runs = [{"variant": r.variant, "seed": r.seed, "workdir": r.workdir,
-             "config_hash": r.config_hash, "overrides": r.overrides} for r in plan.runs]
-    return {"runs": runs, "dry": True}
+  plan = spec.expand(spec.load(config_spec), config, override_keys(overrides))
+  return plan, config_spec, overrides
+
+
+def _write(plan: spec.SweepPlan, workdir: str, argv: Sequence[str], config_spec: str,
+           overrides: list[str]) -> store.SweepRecord:
   try:
-    return store.write_sweep(sweep_dir, plan, launch=argv[0], config_spec=config_spec,
-                             cli_overrides=overrides, command=argv)
+    return store.write_sweep(os.path.abspath(workdir), plan, launch=argv[0],
+                             config_spec=config_spec, cli_overrides=overrides, command=argv)
   except OSError as e:
     raise UserError(f"--workdir={workdir!r} can't be written: {e.strerror or e}.") from None
 
 
-def _run(sweep: dict, sweep_dir: str) -> int:
-  if sweep["removed"]:
-    print(f"no longer in the sweep (kept, not deleted): {', '.join(sweep['removed'])}",
+def _run(record: store.SweepRecord, sweep_dir: str) -> int:
+  if record.removed:
+    print(f"no longer in the sweep (kept, not deleted): {', '.join(record.removed)}",
           file=sys.stderr)
   if FLAGS.sweep_executor == "local":
     slots = env_lib.local_slots(FLAGS.sweep_workers, FLAGS.sweep_runs_per_device)
-    return runner.run(sweep_dir, sweep, slots, retries=FLAGS.sweep_retries)
+    return runner.run(sweep_dir, record, slots, retries=FLAGS.sweep_retries)
   from cnnjax.sweep import slurm  # pylint: disable=import-outside-toplevel  # submitit
-  return slurm.submit(sweep_dir, sweep, executor=FLAGS.sweep_executor,
+  return slurm.submit(sweep_dir, record, kind=FLAGS.sweep_executor,
                       options=slurm.options_from_flags(FLAGS))
 
 
@@ -83,11 +76,12 @@ def main(config, workdir: str, argv: Sequence[str], fail: Callable[[str], None])
   # The parent only checks configs and counts MACs: it must never hold an accelerator.
   jax.config.update("jax_platforms", "cpu")
   try:
-    sweep = _prepare(config, workdir, argv)
-    if sweep.get("dry"):
-      print(dry_run_table(sweep))
-      print(f"{len(sweep['runs'])} runs; nothing started (--sweep_dry_run).")
+    plan, config_spec, overrides = _expand(config, argv)
+    if FLAGS.sweep_dry_run:
+      print(dry_run_table(plan.trials, workdir))
+      print(f"{len(plan.trials)} runs; nothing started (--sweep_dry_run).")
       sys.exit(0)
-    sys.exit(_run(sweep, os.path.abspath(workdir)))
+    record = _write(plan, workdir, argv, config_spec, overrides)
+    sys.exit(_run(record, os.path.abspath(workdir)))
   except UserError as e:
     fail(str(e))

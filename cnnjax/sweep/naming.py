@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cnnjax import config as config_lib
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 
@@ -31,9 +33,7 @@ def short_keys(keys: Sequence[str]) -> dict[str, str]:
 
 
 def _differs(config, key: str, value: Any) -> bool:
-  node = config
-  for part in key.split("."):
-    node = node[part]
+  node = config_lib.get_key(config, key)
   if isinstance(node, (tuple, list)) and isinstance(value, (tuple, list)):
     return list(node) != list(value)
   return node != value

@@ -14,68 +14,74 @@ import io
 import math
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from cnnjax.sweep import results, stats, store
+from cnnjax import files
+from cnnjax.sweep import naming, results, stats, store
 
 MEAN_DIR = "mean"
 
 
-def _metric_columns(rows: list[dict[str, Any]]) -> list[str]:
-  return sorted({k for r in rows if r["status"] == "done" for k in r if "/" in k})
+def _metric_columns(rows: Sequence[results.ResultRow]) -> list[str]:
+  return sorted({k for r in rows if r.status == "done" for k in r.finals})
 
 
-def _per_variant(rows, metric):
+def _per_variant(rows: Sequence[results.ResultRow], metric: str) -> dict[str, dict[int, float]]:
   """variant -> {seed: value} over the done runs."""
   out: dict[str, dict[int, float]] = {}
   for r in rows:
-    out.setdefault(r["variant"], {})
-    if r["status"] == "done" and r.get(metric) is not None:
-      out[r["variant"]][r["seed"]] = float(r[metric])
+    out.setdefault(r.variant, {})
+    if r.status == "done" and r.finals.get(metric) is not None:
+      out[r.variant][r.seed] = float(r.finals[metric])
   return out
 
 
 def _compare(values: dict[str, dict[int, float]], baseline: str, metric: str) -> dict:
-  """Per variant: description, difference from the baseline, raw and Holm-corrected p-values."""
+  """Per variant: its mean and interval, difference from the baseline, raw and Holm-corrected
+  p-values."""
   base = values.get(baseline, {})
-  base_mean = stats.describe(list(base.values())).mean
+  base_mean = stats.summarize_values(list(base.values())).mean
   out, others = {}, [v for v in values if v != baseline]
   welch = [stats.welch(list(values[v].values()), list(base.values())) for v in others]
   paired = [stats.paired(values[v], base)[0] for v in others]
-  p = {"p_welch": dict(zip(others, welch)), "p_paired": dict(zip(others, paired)),
-       "p_welch_holm": dict(zip(others, stats.holm(welch))),
-       "p_paired_holm": dict(zip(others, stats.holm(paired)))}
-  for v, seeds in values.items():
-    d = stats.describe(list(seeds.values()))
-    cols = {"mean": d.mean, "std": d.std, "ci_low": d.ci_low, "ci_high": d.ci_high,
-            "diff": d.mean - base_mean if v != baseline else 0.0}
-    cols.update({k: table.get(v, math.nan) for k, table in p.items()})
-    out[v] = {f"{metric}_{k}": c for k, c in cols.items()}
+  pvalues = {"p_welch": dict(zip(others, welch)), "p_paired": dict(zip(others, paired)),
+             "p_welch_holm": dict(zip(others, stats.holm(welch))),
+             "p_paired_holm": dict(zip(others, stats.holm(paired)))}
+  for variant, seeds in values.items():
+    summary = stats.summarize_values(list(seeds.values()))
+    cols = {"mean": summary.mean, "std": summary.std, "ci_low": summary.ci_low,
+            "ci_high": summary.ci_high,
+            "diff": summary.mean - base_mean if variant != baseline else 0.0}
+    cols.update({k: table.get(variant, math.nan) for k, table in pvalues.items()})
+    out[variant] = {f"{metric}_{k}": c for k, c in cols.items()}
   return out
 
 
-def _config_diff(overrides: dict) -> str:
-  return " ".join(f"{k}={store.describe(v)}" for k, v in overrides.items()) or "(base)"
+def _config_diff(overrides: Mapping[str, Any]) -> str:
+  return " ".join(f"{k}={naming.value_text(v)}" for k, v in overrides.items()) or "(base)"
 
 
-def summary_rows(sweep: dict, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-  """One row per variant of the current sweep, in the sweep's order."""
-  out = {v: {"variant": v, "n": sum(r["status"] == "done" for r in rows if r["variant"] == v),
-             "runs": sum(r["variant"] == v for r in rows),
-             "baseline": v == sweep["baseline"]} for v in sweep["variants"]}
+def summary_rows(record: store.SweepRecord,
+                 rows: Sequence[results.ResultRow]) -> list[dict[str, Any]]:
+  """One row per variant of the current sweep, in the sweep's order (summary.csv's columns)."""
+  out = {v: {"variant": v, "n": sum(r.status == "done" for r in rows if r.variant == v),
+             "runs": sum(r.variant == v for r in rows),
+             "baseline": v == record.baseline} for v in record.variants}
   for metric in _metric_columns(rows):
-    for v, cols in _compare(_per_variant(rows, metric), sweep["baseline"], metric).items():
-      out[v].update(cols)
-  for v in out:
-    done = [r for r in rows if r["variant"] == v and r["status"] == "done"]
-    for key in ("params", "macs"):
-      out[v][key] = done[0].get(key) if done else None
+    for v, cols in _compare(_per_variant(rows, metric), record.baseline, metric).items():
+      if v in out:
+        out[v].update(cols)
+  for variant, line in out.items():
+    done = [r for r in rows if r.variant == variant and r.status == "done"]
+    line["params"] = done[0].params if done else None
+    line["macs"] = done[0].macs if done else None
     for key in ("images_per_sec", "wall_s"):
-      vals = [r[key] for r in done if r.get(key) is not None]
-      out[v][f"{key}_mean"] = float(np.mean(vals)) if vals else None
-    out[v]["config_diff"] = _config_diff(sweep["variants"][v])
+      measured = [getattr(r, key) for r in done if getattr(r, key) is not None]
+      line[f"{key}_mean"] = float(np.mean(measured)) if measured else None
+    line["config_diff"] = _config_diff(record.variants[variant])
   return list(out.values())
 
 
@@ -87,47 +93,55 @@ def _fmt(x, digits=4) -> str:
   return f"{x:,}" if isinstance(x, int) else str(x)
 
 
-def markdown(sweep: dict, summary: list[dict[str, Any]]) -> str:
+def markdown(record: store.SweepRecord, summary: Sequence[Mapping[str, Any]]) -> str:
   """summary.md: the compared metric and the loss, with the tests against the baseline."""
-  metric = sweep["metric"]
+  metric = record.metric
   head = ["variant", "n", f"{metric} mean ± std", "95% CI", "Δ vs baseline",
           "p Welch (Holm)", "p paired (Holm)", "eval/loss mean ± std", "params", "img/s",
           "config"]
-  lines = [f"Sweep of `{sweep['config']}`, metric `{metric}`, baseline `{sweep['baseline']}` "
+  lines = [f"Sweep of `{record.config}`, metric `{metric}`, baseline `{record.baseline}` "
            "(p-values two-sided, Holm-corrected over the variants).", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for s in summary:
-    g = lambda k, s=s: s.get(f"{metric}_{k}")
-    loss = (f"{_fmt(s.get('eval/loss_mean'))} ± {_fmt(s.get('eval/loss_std'))}"
-            if "eval/loss_mean" in s else "–")
-    cells = [s["variant"] + (" (baseline)" if s["baseline"] else ""), f"{s['n']}/{s['runs']}",
-             f"{_fmt(g('mean'))} ± {_fmt(g('std'))}",
-             f"[{_fmt(g('ci_low'))}, {_fmt(g('ci_high'))}]",
-             "–" if s["baseline"] else f"{g('diff'):+.4f}" if g("diff") is not None else "–",
-             "–" if s["baseline"] else _fmt(g("p_welch_holm"), 3),
-             "–" if s["baseline"] else _fmt(g("p_paired_holm"), 3), loss,
-             _fmt(s.get("params")), _fmt(s.get("images_per_sec_mean"), 0),
-             f"`{s['config_diff']}`"]
+  for line in summary:
+    col = lambda k, line=line: line.get(f"{metric}_{k}")
+    loss = (f"{_fmt(line.get('eval/loss_mean'))} ± {_fmt(line.get('eval/loss_std'))}"
+            if "eval/loss_mean" in line else "–")
+    base = line["baseline"]
+    cells = [line["variant"] + (" (baseline)" if base else ""), f"{line['n']}/{line['runs']}",
+             f"{_fmt(col('mean'))} ± {_fmt(col('std'))}",
+             f"[{_fmt(col('ci_low'))}, {_fmt(col('ci_high'))}]",
+             "–" if base or col("diff") is None else f"{col('diff'):+.4f}",
+             "–" if base else _fmt(col("p_welch_holm"), 3),
+             "–" if base else _fmt(col("p_paired_holm"), 3), loss,
+             _fmt(line.get("params")), _fmt(line.get("images_per_sec_mean"), 0),
+             f"`{line['config_diff']}`"]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
-def mean_curves(sweep_dir: str, sweep: dict) -> dict[str, dict[int, dict[str, float]]]:
-  """Per variant, per step, the mean over the done seeds of every scalar all of them logged."""
-  from cnnjax.sweep.results import read_rows  # pylint: disable=import-outside-toplevel
+def mean_curves(logs: Mapping[str, list[list[dict]]]) -> dict[str, dict[int, dict[str, float]]]:
+  """Per variant, per step, the mean over the done seeds (``logs``: ``done_logs``) of every
+  scalar all of them logged."""
   curves = {}
-  for variant, entries in store.variant_dirs(sweep).items():
-    logs = [read_rows(os.path.join(sweep_dir, e["workdir"], "metrics.jsonl")) for e in entries
-            if store.is_done(os.path.join(sweep_dir, e["workdir"]), e["config_hash"])]
-    if not logs:
-      continue
-    by_step = [{r["step"]: r for r in rows} for rows in logs]
+  for variant, runs in logs.items():
+    by_step = [{r["step"]: r for r in rows} for rows in runs]
     steps = sorted(set.intersection(*(set(b) for b in by_step)))
     curves[variant] = {}
     for step in steps:
       keys = set.intersection(*(set(b[step]) for b in by_step)) - {"step"}
       curves[variant][step] = {k: float(np.mean([b[step][k] for b in by_step])) for k in keys}
   return curves
+
+
+def done_logs(sweep_dir: str, record: store.SweepRecord) -> dict[str, list[list[dict]]]:
+  """Per variant with a done trial, the metrics.jsonl rows of each of its done trials."""
+  logs = {}
+  for variant, trials in record.by_variant().items():
+    done = [files.read_jsonl(os.path.join(t.run_dir(sweep_dir), files.METRICS)) for t in trials
+            if store.is_done(t.run_dir(sweep_dir), t.config_hash)]
+    if done:
+      logs[variant] = done
+  return logs
 
 
 def write_tensorboard(sweep_dir: str, curves) -> None:
@@ -144,21 +158,18 @@ def write_tensorboard(sweep_dir: str, curves) -> None:
     writer.close()
 
 
-def write_all(sweep_dir: str, sweep: dict) -> list[dict[str, Any]]:
+def write_all(sweep_dir: str, record: store.SweepRecord) -> list[dict[str, Any]]:
   """results.csv, summary.csv, summary.md, curves.png, final.png and the mean curves."""
   from cnnjax.sweep import plots  # pylint: disable=import-outside-toplevel  # matplotlib
-  rows = results.write_results(sweep_dir, sweep)
-  summary = summary_rows(sweep, rows)
+  rows = results.write_results(sweep_dir, record)
+  summary = summary_rows(record, rows)
   names = ["variant", "n", "runs", "baseline"] + sorted(
       {k for s in summary for k in s} - {"variant", "n", "runs", "baseline", "config_diff"}
   ) + ["config_diff"]
   results.write_csv(os.path.join(sweep_dir, "summary.csv"), summary, names)
-  path = os.path.join(sweep_dir, "summary.md")
-  with open(f"{path}.tmp.{os.getpid()}", "w") as f:
-    f.write(markdown(sweep, summary))
-  os.replace(f"{path}.tmp.{os.getpid()}", path)
-  curves = mean_curves(sweep_dir, sweep)
-  write_tensorboard(sweep_dir, curves)
-  plots.curves(sweep_dir, sweep, os.path.join(sweep_dir, "curves.png"))
-  plots.finals(sweep, rows, os.path.join(sweep_dir, "final.png"))
+  files.write_atomic(os.path.join(sweep_dir, "summary.md"), markdown(record, summary))
+  logs = done_logs(sweep_dir, record)
+  write_tensorboard(sweep_dir, mean_curves(logs))
+  plots.curves(logs, record.metric, os.path.join(sweep_dir, "curves.png"))
+  plots.finals(record, rows, os.path.join(sweep_dir, "final.png"))
   return summary

@@ -68,17 +68,17 @@ class _Status:
       self.stream.write("\n")
 
 
-def run(sweep_dir: str, sweep: dict, slots: Sequence[env_lib.Slot], retries: int = 1,
-        stream=None) -> int:
-  """Runs every run of ``sweep`` not yet done; returns the exit code (0 all done, 3 some failed,
-  128 + signal when stopped)."""
+def run(sweep_dir: str, record: store.SweepRecord, slots: Sequence[env_lib.Slot],
+        retries: int = 1, stream=None) -> int:
+  """Runs every trial of ``record`` not yet done; returns the exit code (0 all done, 3 some
+  failed, 128 + signal when stopped)."""
   stream = stream or sys.stderr
-  entries = sweep["runs"]
-  todo = [e for e in seed_major(entries) if not store.is_done(
-      os.path.join(sweep_dir, e["workdir"]), e["config_hash"])]
-  progress = Progress(total=len(entries), done=len(entries) - len(todo))
-  attempts = {e["workdir"]: 0 for e in todo}
-  free, running = list(slots), {}
+  todo = [t for t in seed_major(record.trials)
+          if not store.is_done(t.run_dir(sweep_dir), t.config_hash)]
+  progress = Progress(total=len(record.trials), done=len(record.trials) - len(todo))
+  attempts = {t.workdir: 0 for t in todo}
+  free: list[env_lib.Slot] = list(slots)
+  running: dict[str, child_lib.Child] = {}
   failures: dict[str, str] = {}
   status = _Status(stream)
   with stopping.StopRequest(NOTICE) as signals:
@@ -87,70 +87,71 @@ def run(sweep_dir: str, sweep: dict, slots: Sequence[env_lib.Slot], retries: int
         _stop_all(running)
         break
       while todo and free:
-        entry, slot = todo.pop(0), free.pop(0)
-        attempts[entry["workdir"]] += 1
-        c = child_lib.Child(entry, sweep_dir, slot, attempts[entry["workdir"]], sweep.get("cwd"))
-        if not c.claimed:
+        trial, slot = todo.pop(0), free.pop(0)
+        attempts[trial.workdir] += 1
+        child = child_lib.Child(trial, sweep_dir, slot, attempts[trial.workdir], record.cwd)
+        if not child.claimed:
           progress.elsewhere += 1
           free.insert(0, slot)
           continue
-        running[entry["workdir"]] = c
+        running[trial.workdir] = child
       status.show(progress.line(len(running), len(todo), len(slots)))
       time.sleep(POLL_S)
-      for workdir, c in list(running.items()):
-        rc = c.poll()
+      for workdir, child in list(running.items()):
+        rc = child.poll()
         if rc is None:
           continue
         del running[workdir]
-        free.append(c.slot)
-        _ended(c, rc, todo, attempts, retries, progress, failures, signals)
-        results.write_results(sweep_dir, sweep)
+        free.append(child.slot)
+        _ended(child, rc, todo, attempts, retries, progress, failures, signals)
+        results.write_results(sweep_dir, record)
     status.show(progress.line(len(running), len(todo), len(slots)))
     status.close()
-  return _finish(sweep_dir, sweep, failures, signals.signum, progress, stream)
+  return _finish(sweep_dir, record, failures, signals.signum, progress, stream)
 
 
-def seed_major(entries: Sequence[dict]) -> list[dict]:
+def seed_major(trials: Sequence[store.Trial]) -> list[store.Trial]:
   """Every variant's first seed, then every variant's second, ...: the later seeds of a variant
   then start after its first has compiled, and load their programs from the cache."""
   count: dict[str, int] = {}
   keyed = []
-  for i, e in enumerate(entries):
-    count[e["variant"]] = count.get(e["variant"], 0) + 1
-    keyed.append((count[e["variant"]], i, e))
-  return [e for _, _, e in sorted(keyed, key=lambda t: t[:2])]
+  for i, trial in enumerate(trials):
+    count[trial.variant] = count.get(trial.variant, 0) + 1
+    keyed.append((count[trial.variant], i, trial))
+  return [trial for _, _, trial in sorted(keyed, key=lambda t: t[:2])]
 
 
-def _ended(c, rc, todo, attempts, retries, progress, failures, signals) -> None:
-  workdir = c.entry["workdir"]
+def _ended(child, rc, todo, attempts, retries, progress, failures, signals) -> None:
+  workdir = child.trial.workdir
   if rc == 0:
     progress.done += 1
-    progress.walls.append(store.read_result(c.run_dir).get("wall_s", 0.0))
+    result = store.read_result(child.run_dir)
+    progress.walls.append((result and result.wall_s) or 0.0)
     failures.pop(workdir, None)
   elif rc in child_lib.STOPPED and signals.signum is not None:
     pass  # saved; the rerun resumes it
   elif attempts[workdir] <= retries:
-    todo.append(c.entry)  # retried after the others
+    todo.append(child.trial)  # retried after the others
   else:
     progress.failed += 1
-    failures[workdir] = f"exit {rc}: {store.last_error(c.run_dir)}"
+    failures[workdir] = f"exit {rc}: {store.last_error(child.run_dir)}"
 
 
-def _stop_all(running: dict) -> None:
-  for c in running.values():
-    c.stop()
-  for c in running.values():
-    c.wait()
+def _stop_all(running: dict[str, child_lib.Child]) -> None:
+  for child in running.values():
+    child.stop()
+  for child in running.values():
+    child.wait()
 
 
-def _finish(sweep_dir, sweep, failures, signum, progress, stream) -> int:
-  results.write_results(sweep_dir, sweep)
+def _finish(sweep_dir, record, failures, signum, progress, stream) -> int:
+  results.write_results(sweep_dir, record)
   if signum is not None:
     print(f"stopped: {progress.done} of {progress.total} runs done; run the same command again to "
           "carry on.", file=stream)
     return 128 + signum
   from cnnjax.sweep import report  # pylint: disable=import-outside-toplevel  # matplotlib
-  report.write_all(sweep_dir, sweep)
+  report.write_all(sweep_dir, record)
   for workdir, line in failures.items():
     print(f"failed: {workdir} ({line}); log: {os.path.join(sweep_dir, workdir, store.LOG)}",
           file=stream)

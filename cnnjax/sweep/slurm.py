@@ -38,7 +38,7 @@ def options_from_flags(flags) -> Options:
 
 
 class Task(submitit.helpers.Checkpointable):
-  """One array task: runs run ``index`` of the sweep in ``sweep_dir`` to its end."""
+  """One array task: runs trial ``index`` of the sweep in ``sweep_dir`` to its end."""
 
   def __init__(self, sweep_dir: str):
     self.sweep_dir = sweep_dir
@@ -51,20 +51,21 @@ class Task(submitit.helpers.Checkpointable):
     self.sweep_dir, self._child = state["sweep_dir"], None
 
   def __call__(self, index: int) -> str:
-    sweep = store.read_sweep(self.sweep_dir)
-    entry = sweep["runs"][index]
-    run_dir = os.path.join(self.sweep_dir, entry["workdir"])
-    if store.is_done(run_dir, entry["config_hash"]):
+    record = store.read_sweep(self.sweep_dir)
+    trial = record.trials[index]
+    run_dir = trial.run_dir(self.sweep_dir)
+    if store.is_done(run_dir, trial.config_hash):
       return "done"
     slot = env_lib.Slot({}, None, os.environ.get("SLURM_JOB_ID", "local"))
-    attempt = (store.read_result(run_dir) or {}).get("attempt", 0) + 1
-    self._child = child_lib.Child(entry, self.sweep_dir, slot, attempt, sweep.get("cwd"))
+    previous = store.read_result(run_dir)
+    attempt = (previous.attempt if previous else 0) + 1
+    self._child = child_lib.Child(trial, self.sweep_dir, slot, attempt, record.cwd)
     if not self._child.claimed:
       return "claimed elsewhere"
     rc = self._child.wait()
-    results.write_results(self.sweep_dir, sweep)
+    results.write_results(self.sweep_dir, record)
     if rc != 0:
-      raise RuntimeError(f"{entry['workdir']}: exit {rc}: {store.last_error(run_dir)}")
+      raise RuntimeError(f"{trial.workdir}: exit {rc}: {store.last_error(run_dir)}")
     return "done"
 
   def checkpoint(self, *args, **kwargs):
@@ -75,14 +76,15 @@ class Task(submitit.helpers.Checkpointable):
     return super().checkpoint(*args, **kwargs)
 
 
-def executor(sweep_dir: str, kind: str, options: Options):
+def make_executor(sweep_dir: str, kind: str, options: Options):
+  """submitit's executor of ``kind`` (one of ``flags.EXECUTORS`` but local)."""
   folder = os.path.join(sweep_dir, "submitit", "%j")
   if kind == "submitit_local":
-    ex = submitit.LocalExecutor(folder=folder)
-    ex.update_parameters(timeout_min=options.time_min)
-    return ex
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=options.time_min)
+    return executor
   try:
-    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
   except RuntimeError as e:  # no srun/sbatch here
     raise UserError(f"--sweep_executor=slurm: {str(e).splitlines()[0]}") from None
   params = {"timeout_min": options.time_min, "name": "cnnjax-sweep",
@@ -96,38 +98,37 @@ def executor(sweep_dir: str, kind: str, options: Options):
     params["cpus_per_task"] = options.cpus_per_task
   if options.account:
     params["slurm_account"] = options.account
-  ex.update_parameters(**params)
-  return ex
+  executor.update_parameters(**params)
+  return executor
 
 
-def submit(sweep_dir: str, sweep: dict, *, executor: str, options: Options,
+def submit(sweep_dir: str, record: store.SweepRecord, *, kind: str, options: Options,
            stream=None) -> int:
-  """Submits every run not yet done as one array; with ``submitit_local`` waits for the end."""
+  """Submits every trial not yet done as one array; with ``submitit_local`` waits for the end."""
   stream = stream or sys.stderr
-  todo = [i for i, e in enumerate(sweep["runs"]) if not store.is_done(
-      os.path.join(sweep_dir, e["workdir"]), e["config_hash"])]
+  todo = [i for i, trial in enumerate(record.trials)
+          if not store.is_done(trial.run_dir(sweep_dir), trial.config_hash)]
   if not todo:
     print("sweep: every run is done.", file=stream)
-    return _report(sweep_dir, sweep, stream)
-  ex = globals()["executor"](sweep_dir, executor, options)
-  jobs = ex.map_array(Task(sweep_dir), todo)
+    return _report(sweep_dir, record, stream)
+  jobs = make_executor(sweep_dir, kind, options).map_array(Task(sweep_dir), todo)
   print(f"submitted {len(jobs)} run(s) as job array {jobs[0].job_id.split('_')[0]}; watch with "
         f"python -m cnnjax.sweep status {sweep_dir}", file=stream)
-  if executor != "submitit_local":
+  if kind != "submitit_local":
     return 0
-  while not all(j.done() for j in jobs):
+  while not all(job.done() for job in jobs):
     time.sleep(0.5)
-  failed = [(sweep["runs"][i]["workdir"], j) for i, j in zip(todo, jobs) if j.state != "DONE"
-            and j.exception() is not None]
-  for workdir, j in failed:
-    print(f"failed: {workdir} ({str(j.exception()).strip().splitlines()[-1][:300]})",
+  failed = [(record.trials[i].workdir, job) for i, job in zip(todo, jobs)
+            if job.state != "DONE" and job.exception() is not None]
+  for workdir, job in failed:
+    print(f"failed: {workdir} ({str(job.exception()).strip().splitlines()[-1][:300]})",
           file=stream)
-  code = _report(sweep_dir, sweep, stream)
+  code = _report(sweep_dir, record, stream)
   return 3 if failed else code
 
 
-def _report(sweep_dir: str, sweep: dict, stream) -> int:
+def _report(sweep_dir: str, record: store.SweepRecord, stream) -> int:
   from cnnjax.sweep import report  # pylint: disable=import-outside-toplevel
-  report.write_all(sweep_dir, sweep)
+  report.write_all(sweep_dir, record)
   print(f"summary in {os.path.join(sweep_dir, 'summary.md')}", file=stream)
   return 0

@@ -1,4 +1,5 @@
-"""Declaring a sweep, expanding it into runs and checking every run before anything starts.
+"""Declaring a sweep, expanding it into trials (point × seed) and checking every one before
+anything starts.
 
 An experiment file may define ``get_sweep(arg)`` beside ``get_config(arg)``; it returns a
 ``Sweep``: the axes (config key → values, combined with ``product``, ``zipped``, ``chain`` or
@@ -11,22 +12,19 @@ compare and optionally the baseline variant. A plain dict of axes is a ``product
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import hashlib
-import importlib.util
 import itertools
 import json
-import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
 
+from cnnjax import config as config_lib
 from cnnjax.errors import UserError, unknown
-from cnnjax.sweep import naming
+from cnnjax.sweep import naming, store
 
 Overrides = dict[str, Any]
 
@@ -102,70 +100,32 @@ class Sweep:
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
-  """One point × seed: where it runs and what it overrides."""
+class SweepPlan:
+  """The expanded, checked sweep: every trial (point × seed) and how they are compared."""
 
-  variant: str
-  seed: int
-  overrides: Overrides  # the point's keys (the seed not included)
-  config_hash: str
-
-  @property
-  def workdir(self) -> str:  # relative to the sweep directory
-    return f"{self.variant}/seed={self.seed}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """The expanded, checked sweep."""
-
-  runs: tuple[Run, ...]
+  trials: tuple[store.Trial, ...]  # without their command lines (``store.write_sweep`` adds them)
   variants: dict[str, Overrides]  # name -> the keys it changes from the base config
   metric: str
   baseline: str
   base_hash: str
 
 
-def load(config_spec: str, fail_missing: bool = True):
-  """``get_sweep(arg)`` of an experiment file (``path.py[:arg]``), or None if it has none."""
-  path, _, arg = config_spec.partition(":")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-  if root not in sys.path:
-    sys.path.insert(0, root)
-  module_spec = importlib.util.spec_from_file_location("_cnnjax_sweep_file", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, "get_sweep"):
-    if fail_missing:
-      raise UserError(f"{path} defines no get_sweep(arg); --sweep needs one (see "
-                      "experiments/ablations.py).")
-    return None
-  result = module.get_sweep(arg or None)
-  if not isinstance(result, Sweep):
-    raise UserError(f"{path}: get_sweep must return cnnjax.sweep.Sweep, got {type(result).__name__}.")
-  return result
-
-
-def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-  """Every dotted leaf key of ``config``."""
-  keys = []
-  for k in config.keys():
-    v = config[k]
-    full = f"{prefix}{k}"
-    keys += flat_keys(v, full + ".") if isinstance(v, ml_collections.ConfigDict) else [full]
-  return keys
-
-
-def get(config: ml_collections.ConfigDict, key: str):
-  value = config
-  for part in key.split("."):
-    value = value[part]
-  return value
+def load(config_spec: str) -> Sweep:
+  """``get_sweep(arg)`` of an experiment file (``path.py[:arg]``)."""
+  declared = config_lib.call_experiment(config_spec, "get_sweep", required=False)
+  path = config_spec.partition(":")[0]
+  if declared is None:
+    raise UserError(f"{path} defines no get_sweep(arg); --sweep needs one (see "
+                    "experiments/ablations.py).")
+  if not isinstance(declared, Sweep):
+    raise UserError(f"{path}: get_sweep must return cnnjax.sweep.Sweep, got "
+                    f"{type(declared).__name__}.")
+  return declared
 
 
 def check_key(config: ml_collections.ConfigDict, key: str, where: str = "sweep key") -> None:
   """A key that is not in the config is one line naming the close match."""
-  keys = flat_keys(config)
+  keys = config_lib.leaf_keys(config)
   if key in keys:
     return
   close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
@@ -174,20 +134,12 @@ def check_key(config: ml_collections.ConfigDict, key: str, where: str = "sweep k
                   "every key.")
 
 
-def apply(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]):
-  """A copy of ``config`` with the dotted ``overrides`` set (type-checked as ConfigDict does)."""
-  config = copy.deepcopy(config)
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    try:
-      node[leaf] = value
-    except (TypeError, ValueError) as e:
-      raise UserError(f"sweep value {key}={value!r} doesn't fit the config: "
-                      f"{str(e).splitlines()[0]}") from None
-  return config
+def _with_point(config: ml_collections.ConfigDict, overrides: Overrides):
+  """The config of a point; a value that doesn't fit is named as the sweep's."""
+  try:
+    return config_lib.with_values(config, overrides)
+  except UserError as e:  # "config.key=value doesn't fit ..." -> "sweep value key=value ..."
+    raise UserError(f"sweep value {str(e).removeprefix('config.')}") from None
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
@@ -203,7 +155,7 @@ def _check_model(config: ml_collections.ConfigDict) -> None:
   from cnnjax.train import resolve
   resolve.check(config)
   model_spec = models.get_spec(config.model)
-  size = max(config.data.image_size or model_spec.input_size, model_spec.min_input_size)
+  size = model_spec.input_size_for(requested=config.data.image_size)
   model = models.create(config.model, num_classes=config.num_classes or model_spec.num_classes,
                         **config.model_options)
   resolve.check_model_input(model, (1, size, size, config.data.channels or model_spec.channels))
@@ -226,32 +178,32 @@ def _check_sweep(sweep: Sweep, axes: Axes, config, cli_keys: Iterable[str]) -> N
 
 
 def expand(sweep: Sweep, config: ml_collections.ConfigDict,
-           cli_keys: Iterable[str] = ()) -> Plan:
+           cli_keys: Iterable[str] = ()) -> SweepPlan:
   """Every point × seed, named and checked as a single run's config is (``validate``)."""
-  from cnnjax import config as config_lib  # pylint: disable=import-outside-toplevel  # JAX
   axes = _as_axes(sweep.axes)
   _check_sweep(sweep, axes, config, cli_keys)
   names = naming.names(axes.points, config)
   variants: dict[str, Overrides] = {}
-  runs = []
+  trials = []
   for name, (_, overrides) in zip(names, axes.points):
     if name in variants:
       raise UserError(f"two sweep points are both named {name!r}; give them distinct values or "
                       "names (variants).")
     variants[name] = overrides
-    point = apply(config, overrides)
+    point = _with_point(config, overrides)
     try:
       _check_model(point)
     except UserError as e:
       raise UserError(f"sweep point {name!r}: {e}") from None
     for seed in sweep.seeds:
-      run_config = apply(point, {"seed": seed})
+      run_config = config_lib.with_values(point, {"seed": seed})
       try:
         config_lib.validate(run_config)
       except UserError as e:
         raise UserError(f"sweep point {name!r}, seed {seed}: {e}") from None
-      runs.append(Run(name, seed, overrides, config_hash(run_config)))
+      trials.append(store.Trial(name, seed, overrides, config_hash(run_config),
+                                store.trial_dir(name, seed)))
   baseline = sweep.baseline if sweep.baseline is not None else names[0]
   if baseline not in variants:
     raise unknown("baseline variant", baseline, variants)
-  return Plan(tuple(runs), variants, sweep.metric, baseline, config_hash(config))
+  return SweepPlan(tuple(trials), variants, sweep.metric, baseline, config_hash(config))

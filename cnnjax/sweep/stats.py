@@ -17,7 +17,7 @@ from scipy import stats as scipy_stats
 
 
 @dataclasses.dataclass(frozen=True)
-class Described:
+class ValueSummary:
   n: int
   mean: float
   std: float  # sample standard deviation (ddof=1); nan for n < 2
@@ -25,18 +25,18 @@ class Described:
   ci_high: float
 
 
-def describe(values: Sequence[float], confidence: float = 0.95) -> Described:
+def summarize_values(values: Sequence[float], confidence: float = 0.95) -> ValueSummary:
   """Mean, sample std and the t-distribution confidence interval of the mean."""
   x = np.asarray(values, np.float64)
   n = len(x)
   if n == 0:
-    return Described(0, math.nan, math.nan, math.nan, math.nan)
+    return ValueSummary(0, math.nan, math.nan, math.nan, math.nan)
   mean = float(x.mean())
   if n < 2:
-    return Described(n, mean, math.nan, math.nan, math.nan)
+    return ValueSummary(n, mean, math.nan, math.nan, math.nan)
   std = float(x.std(ddof=1))
   half = float(scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-  return Described(n, mean, std, mean - half, mean + half)
+  return ValueSummary(n, mean, std, mean - half, mean + half)
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> float:

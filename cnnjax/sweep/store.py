@@ -1,4 +1,6 @@
-"""The files of a sweep directory: sweep.json, each run's result.json, log and claim.
+"""The files of a sweep directory and their typed records: sweep.json, each run's result.json,
+log and claim. This module is the JSON boundary: every other module of the sweep reads and
+writes ``SweepRecord``, ``Trial`` and ``TrialResult``, never the dicts.
 
   DIR/sweep.json                 the expanded runs (each with its child command), the command,
                                  the commit, the package versions, the points no longer swept
@@ -14,20 +16,22 @@ A run is done when its result.json says ``done`` with the hash of the run's curr
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import dataclasses
 import importlib.metadata
-import json
 import os
 import platform
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from cnnjax.sweep import naming, spec
-from cnnjax.train.workdir import write_json
+from cnnjax import files
+from cnnjax.errors import UserError
+
+if TYPE_CHECKING:
+  from cnnjax.sweep.spec import SweepPlan
 
 SWEEP_FILE = "sweep.json"
 RESULT = "result.json"
@@ -35,6 +39,115 @@ LOG = "log.txt"
 CLAIM = "claim.lock"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections",
             "grain", "tensorflow-datasets", "submitit", "scipy")
+
+
+def trial_dir(variant: str, seed: int) -> str:
+  """A run's workdir, relative to the sweep directory."""
+  return f"{variant}/seed={seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+  """One point of the sweep with one seed: what it overrides, where it runs, and (once the
+  sweep is written) the exact command line that runs it."""
+
+  variant: str
+  seed: int
+  overrides: Mapping[str, Any]  # the point's dotted keys (the seed not included)
+  config_hash: str  # of the run's whole config, seed included
+  workdir: str  # relative to the sweep directory
+  argv: tuple[str, ...] = ()
+
+  def run_dir(self, sweep_dir: str) -> str:
+    return os.path.join(sweep_dir, self.workdir)
+
+  def to_json(self) -> dict[str, Any]:
+    return {"variant": self.variant, "seed": self.seed, "workdir": self.workdir,
+            "config_hash": self.config_hash, "overrides": dict(self.overrides),
+            "argv": list(self.argv)}
+
+  @classmethod
+  def from_json(cls, value: Mapping[str, Any]) -> Trial:
+    return cls(variant=value["variant"], seed=int(value["seed"]),
+               overrides=dict(value.get("overrides", {})), config_hash=value["config_hash"],
+               workdir=value.get("workdir") or trial_dir(value["variant"], value["seed"]),
+               argv=tuple(value.get("argv", ())))
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepRecord:
+  """What sweep.json holds: the trials, how they are compared, and how the sweep was made."""
+
+  trials: tuple[Trial, ...]
+  variants: Mapping[str, Mapping[str, Any]]  # name -> the keys it changes from the base config
+  metric: str
+  baseline: str
+  base_hash: str
+  config: str  # the experiment file (``path.py[:arg]``)
+  command: tuple[str, ...] = ()
+  cwd: str | None = None  # where the children run
+  cli_overrides: tuple[str, ...] = ()
+  commit: str | None = None
+  versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  host: str | None = None
+  written: str | None = None
+  removed: tuple[str, ...] = ()  # workdirs of earlier commands' points, kept on disk
+
+  def by_variant(self) -> dict[str, list[Trial]]:
+    """The trials grouped by variant, in the sweep's order."""
+    groups: dict[str, list[Trial]] = {}
+    for trial in self.trials:
+      groups.setdefault(trial.variant, []).append(trial)
+    return groups
+
+  def to_json(self) -> dict[str, Any]:
+    return {"command": list(self.command), "cwd": self.cwd, "config": self.config,
+            "cli_overrides": list(self.cli_overrides), "base_hash": self.base_hash,
+            "metric": self.metric, "baseline": self.baseline,
+            "variants": {k: dict(v) for k, v in self.variants.items()}, "commit": self.commit,
+            "versions": dict(self.versions), "host": self.host, "written": self.written,
+            "runs": [t.to_json() for t in self.trials], "removed": list(self.removed)}
+
+  @classmethod
+  def from_json(cls, value: Mapping[str, Any]) -> SweepRecord:
+    return cls(trials=tuple(Trial.from_json(t) for t in value["runs"]),
+               variants={k: dict(v) for k, v in value["variants"].items()},
+               metric=value["metric"], baseline=value["baseline"],
+               base_hash=value["base_hash"], config=value.get("config", ""),
+               command=tuple(value.get("command", ())), cwd=value.get("cwd"),
+               cli_overrides=tuple(value.get("cli_overrides", ())),
+               commit=value.get("commit"), versions=dict(value.get("versions", {})),
+               host=value.get("host"), written=value.get("written"),
+               removed=tuple(value.get("removed", ())))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialResult:
+  """What result.json holds: how the child of a trial ended."""
+
+  status: str  # done | failed | stopped
+  config_hash: str
+  exit_code: int | None = None
+  attempt: int = 0
+  ended: str | None = None
+  error: str | None = None  # the log's last error line, when not done
+  wall_s: float | None = None  # when done: every attempt of this config together
+  partial_wall_s: float | None = None  # when not done: so far
+
+  def to_json(self) -> dict[str, Any]:
+    out = {"status": self.status, "config_hash": self.config_hash,
+           "exit_code": self.exit_code, "attempt": self.attempt, "ended": self.ended}
+    for key in ("error", "wall_s", "partial_wall_s"):
+      if getattr(self, key) is not None:
+        out[key] = getattr(self, key)
+    return out
+
+  @classmethod
+  def from_json(cls, value: Mapping[str, Any]) -> TrialResult:
+    return cls(status=value["status"], config_hash=value["config_hash"],
+               exit_code=value.get("exit_code"), attempt=int(value.get("attempt", 0)),
+               ended=value.get("ended"), error=value.get("error"), wall_s=value.get("wall_s"),
+               partial_wall_s=value.get("partial_wall_s"))
 
 
 def cli_value(value: Any) -> str:
@@ -46,14 +159,14 @@ def cli_value(value: Any) -> str:
   return str(value)
 
 
-def child_argv(launch: str, config_spec: str, cli_overrides: Sequence[str], run: spec.Run,
-               sweep_dir: str) -> list[str]:
+def child_argv(launch: str, config_spec: str, cli_overrides: Sequence[str], trial: Trial,
+               sweep_dir: str) -> tuple[str, ...]:
   """The exact command line a single run of this point and seed would be given."""
   path, sep, arg = config_spec.partition(":")
-  return [sys.executable, os.path.abspath(launch), f"--config={os.path.abspath(path)}{sep}{arg}",
-          *cli_overrides, f"--config.seed={run.seed}",
-          *(f"--config.{k}={cli_value(v)}" for k, v in run.overrides.items()),
-          f"--workdir={os.path.join(sweep_dir, run.workdir)}"]
+  return (sys.executable, os.path.abspath(launch), f"--config={os.path.abspath(path)}{sep}{arg}",
+          *cli_overrides, f"--config.seed={trial.seed}",
+          *(f"--config.{k}={cli_value(v)}" for k, v in trial.overrides.items()),
+          f"--workdir={trial.run_dir(sweep_dir)}")
 
 
 def _commit(path: str) -> str | None:
@@ -73,84 +186,66 @@ def _versions() -> dict[str, str]:
   return found
 
 
-def read_sweep(sweep_dir: str) -> dict | None:
+def read_sweep(sweep_dir: str) -> SweepRecord | None:
   path = os.path.join(sweep_dir, SWEEP_FILE)
   if not os.path.isfile(path):
     return None
-  with open(path) as f:
-    return json.load(f)
+  return SweepRecord.from_json(files.read_json(path))
 
 
-def write_sweep(sweep_dir: str, plan: spec.Plan, *, launch: str, config_spec: str,
-                cli_overrides: Sequence[str], command: Sequence[str]) -> dict:
+def write_sweep(sweep_dir: str, plan: SweepPlan, *, launch: str, config_spec: str,
+                cli_overrides: Sequence[str], command: Sequence[str]) -> SweepRecord:
   """Writes sweep.json, keeping the points an earlier command had that this one has not."""
   old = read_sweep(sweep_dir)
-  if old is not None and old["base_hash"] != plan.base_hash:
-    raise spec.UserError(f"{sweep_dir} holds a sweep of another base config (command: "
-                         f"{' '.join(old['command'])}); use a new --workdir.")
-  runs = [{"variant": r.variant, "seed": r.seed, "workdir": r.workdir,
-           "config_hash": r.config_hash, "overrides": r.overrides,
-           "argv": child_argv(launch, config_spec, cli_overrides, r, sweep_dir)}
-          for r in plan.runs]
-  current = {r["workdir"] for r in runs}
-  removed = [] if old is None else sorted(
-      {r["workdir"] for r in old["runs"] if r["workdir"] not in current} | set(
-          w for w in old.get("removed", []) if w not in current))
-  value = {"command": list(command), "cwd": os.getcwd(), "config": config_spec,
-           "cli_overrides": list(cli_overrides), "base_hash": plan.base_hash,
-           "metric": plan.metric, "baseline": plan.baseline, "variants": plan.variants,
-           "commit": _commit(os.path.dirname(os.path.abspath(launch))),
-           "versions": _versions(), "host": socket.gethostname(),
-           "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "runs": runs, "removed": removed}
+  if old is not None and old.base_hash != plan.base_hash:
+    raise UserError(f"{sweep_dir} holds a sweep of another base config (command: "
+                    f"{' '.join(old.command)}); use a new --workdir.")
+  trials = tuple(dataclasses.replace(t, argv=child_argv(launch, config_spec, cli_overrides, t,
+                                                        sweep_dir)) for t in plan.trials)
+  current = {t.workdir for t in trials}
+  removed = () if old is None else tuple(sorted(
+      {t.workdir for t in old.trials if t.workdir not in current}
+      | {w for w in old.removed if w not in current}))
+  record = SweepRecord(
+      trials=trials, variants=plan.variants, metric=plan.metric, baseline=plan.baseline,
+      base_hash=plan.base_hash, config=config_spec, command=tuple(command), cwd=os.getcwd(),
+      cli_overrides=tuple(cli_overrides), commit=_commit(os.path.dirname(os.path.abspath(launch))),
+      versions=_versions(), host=socket.gethostname(),
+      written=time.strftime("%Y-%m-%dT%H:%M:%S%z"), removed=removed)
   os.makedirs(sweep_dir, exist_ok=True)
-  write_json(os.path.join(sweep_dir, SWEEP_FILE), value, indent=1)
-  return value
+  files.write_json(os.path.join(sweep_dir, SWEEP_FILE), record.to_json(), indent=1)
+  return record
 
 
-def read_result(run_dir: str) -> dict | None:
+def read_result(run_dir: str) -> TrialResult | None:
+  """The run's result.json; None if it is missing or unreadable."""
   try:
-    with open(os.path.join(run_dir, RESULT)) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError):
+    return TrialResult.from_json(files.read_json(os.path.join(run_dir, RESULT)))
+  except (OSError, ValueError, KeyError, TypeError):  # ValueError: JSON torn or not a record
     return None
 
 
-def write_result(run_dir: str, value: dict) -> None:
-  write_json(os.path.join(run_dir, RESULT), value, indent=1)
+def write_result(run_dir: str, result: TrialResult) -> None:
+  files.write_json(os.path.join(run_dir, RESULT), result.to_json(), indent=1)
 
 
 def is_done(run_dir: str, config_hash: str) -> bool:
   result = read_result(run_dir)
-  return bool(result) and result.get("status") == "done" and result.get(
-      "config_hash") == config_hash
+  return result is not None and result.status == "done" and result.config_hash == config_hash
 
 
 @contextlib.contextmanager
 def claim(run_dir: str) -> Iterator[bool]:
-  """Holds the run's claim (an exclusive ``flock``) if no other process holds it; yields
+  """Holds the run's claim (``files.exclusive_lock``) if no other process holds it; yields
   whether it was taken. On a shared filesystem this keeps hosts from running a run twice."""
   os.makedirs(run_dir, exist_ok=True)
-  fd = os.open(os.path.join(run_dir, CLAIM), os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      yield False
-      return
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"host {socket.gethostname()}, pid {os.getpid()}\n".encode(), 0)
-    yield True
-  finally:
-    os.close(fd)
+  with files.exclusive_lock(os.path.join(run_dir, CLAIM)) as holder:
+    yield holder is None
 
 
 def is_claimed(run_dir: str) -> bool:
   """Whether a process (here or on another host) holds the run's claim now."""
-  path = os.path.join(run_dir, CLAIM)
-  if not os.path.exists(path):
-    return False
-  with claim(run_dir) as taken:
-    return not taken
+  return files.is_locked(os.path.join(run_dir, CLAIM))
 
 
 def last_error(run_dir: str) -> str:
@@ -162,15 +257,3 @@ def last_error(run_dir: str) -> str:
     return ""
   errors = [line for line in lines if line.startswith("error:")]
   return (errors or lines or [""])[-1][:300]
-
-
-def variant_dirs(sweep: dict) -> dict[str, list[dict]]:
-  """The sweep's runs grouped by variant, in the sweep's order."""
-  groups: dict[str, list[dict]] = {}
-  for r in sweep["runs"]:
-    groups.setdefault(r["variant"], []).append(r)
-  return groups
-
-
-def describe(value: Any) -> str:
-  return naming.value_text(value)

@@ -60,10 +60,11 @@ def test_points_removed_from_the_sweep_are_listed_and_kept(tmp_path):
       command=["launch.py"])
   write(["max", "avg"])
   (tmp_path / "pool=avg" / "seed=0").mkdir(parents=True)
-  sweep = write(["max"])
-  assert sweep["removed"] == ["pool=avg/seed=0"] and (tmp_path / "pool=avg" / "seed=0").is_dir()
-  assert [r["workdir"] for r in sweep["runs"]] == ["pool=max/seed=0"]
-  assert write(["max", "avg"])["removed"] == []  # back in the sweep
+  record = write(["max"])
+  assert record.removed == ("pool=avg/seed=0",) and (tmp_path / "pool=avg" / "seed=0").is_dir()
+  assert [t.workdir for t in record.trials] == ["pool=max/seed=0"]
+  assert store.read_sweep(str(tmp_path)) == record
+  assert write(["max", "avg"]).removed == ()  # back in the sweep
   config.batch_size = 64
   with pytest.raises(UserError, match=r"holds a sweep of another base config"):
     store.write_sweep(str(tmp_path), spec.expand(Sweep({"model_options.pool": ["max"]}), config),

@@ -2,16 +2,25 @@
 it), real runs through submitit's local executor, and a preempted task that is requeued and
 resumes from its checkpoint."""
 
+import dataclasses
 import glob
 import json
 import os
 import signal
 import time
 
+import pytest
+
 from cnnjax import config as config_lib
 from cnnjax.sweep import slurm, spec, store
+# The repository's experiments package, imported before tiny_sweep.py is loaded here, as
+# launch.py has it when the sweep loads the file: while a loader runs tests/sweep/tiny_sweep.py,
+# tests/ is importable and its ``experiments`` package would shadow the repository's.
+from experiments import lenet_mnist  # pylint: disable=unused-import
 from tests.sweep.test_sweep import TINY, attempts, read_csv
 from tests.test_launch import launch
+
+pytestmark = pytest.mark.e2e  # every test runs launch.py or submitit's processes
 
 FAKE_SBATCH = """#!/bin/sh
 cp "$1" "$(dirname "$0")/recorded.sbatch"
@@ -66,13 +75,13 @@ def test_a_preempted_task_is_requeued_and_resumes(tmp_path, data_dir, monkeypatc
   config = config_lib.load("tests/sweep/tiny_sweep.py:one")
   config.num_steps, config.data.data_dir = 200, data_dir
   plan = spec.expand(spec.load("tests/sweep/tiny_sweep.py:one"), config)
-  plan = spec.Plan(plan.runs[:1], plan.variants, plan.metric, plan.baseline, plan.base_hash)
+  plan = dataclasses.replace(plan, trials=plan.trials[:1])
   workdir = str(tmp_path / "sweep")
   store.write_sweep(workdir, plan, launch="launch.py", config_spec="tests/sweep/tiny_sweep.py:one",
                     cli_overrides=overrides, command=["test"])
-  executor = slurm.executor(workdir, "submitit_local", slurm.Options(time_min=10))
+  executor = slurm.make_executor(workdir, "submitit_local", slurm.Options(time_min=10))
   job = executor.map_array(slurm.Task(workdir), [0])[0]
-  run_dir = os.path.join(workdir, plan.runs[0].workdir)
+  run_dir = plan.trials[0].run_dir(workdir)
   _wait_for(os.path.join(run_dir, "checkpoints", "10"))
   # What Slurm does before preempting: USR2 to the task (the claim names its pid).
   pid = int(open(os.path.join(run_dir, store.CLAIM)).read().split("pid ")[1])

@@ -4,7 +4,7 @@ import pytest
 
 from cnnjax import config as config_lib
 from cnnjax.errors import UserError
-from cnnjax.sweep import Sweep, chain, naming, product, spec, variants, zipped
+from cnnjax.sweep import Sweep, chain, product, spec, variants, zipped
 
 ABLATIONS = "experiments/ablations.py"
 
@@ -25,31 +25,17 @@ def test_product_zipped_chain_and_variants(lenet):
   assert len(both.points) == 3
   named = variants({"small": {"batch_size": 32}, "big": {"batch_size": 512}})
   plan = spec.expand(Sweep(named, seeds=(0, 1, 2)), lenet)
-  assert [r.workdir for r in plan.runs][:4] == ["small/seed=0", "small/seed=1", "small/seed=2",
+  assert [r.workdir for r in plan.trials][:4] == ["small/seed=0", "small/seed=1", "small/seed=2",
                                                 "big/seed=0"]
   assert plan.baseline == "small" and plan.variants["big"] == {"batch_size": 512}
 
 
-def test_names_are_the_keys_that_differ_and_stable(lenet):
-  points = product({"model_options.activation": ["relu", "gelu"], "optimizer.learning_rate": [2e-3, 0.01]}).points
-  names = naming.names(points, lenet)
-  # lenet_mnist's learning rate is 2e-3: the points that keep it don't name it.
-  assert names == ["activation=relu", "activation=relu,learning_rate=0.01", "activation=gelu",
-                   "activation=gelu,learning_rate=0.01"]
-  assert naming.names(points, lenet) == names
-  assert naming.short_keys(["optimizer.decay", "schedule.decay_epochs", "data.decay"]) == {
-      "optimizer.decay": "optimizer.decay", "schedule.decay_epochs": "decay_epochs",
-      "data.decay": "data.decay"}
-  assert naming.names([(None, {"batch_size": 128})], lenet) == ["base"]
-  assert naming.names([(None, {"init_from": "/a/b c"})], lenet) == ["init_from=_a_b_c"]
-
-
 def test_config_hash_differs_by_seed_and_value_only(lenet):
   plan = spec.expand(Sweep({"model_options.activation": ["relu", "elu"]}, seeds=(0, 1)), lenet)
-  hashes = [r.config_hash for r in plan.runs]
+  hashes = [r.config_hash for r in plan.trials]
   assert len(set(hashes)) == 4
   again = spec.expand(Sweep({"model_options.activation": ["relu", "elu"]}, seeds=(0, 1)), lenet)
-  assert [r.config_hash for r in again.runs] == hashes
+  assert [r.config_hash for r in again.trials] == hashes
 
 
 BAD = [
@@ -87,9 +73,9 @@ def test_every_course_ablation_expands_and_checks(name, smoke):
   arg = f"{name},smoke" if smoke else name
   config = config_lib.load(f"{ABLATIONS}:{arg}")
   plan = spec.expand(spec.load(f"{ABLATIONS}:{arg}"), config)
-  seeds = {r.seed for r in plan.runs}
+  seeds = {r.seed for r in plan.trials}
   assert len(seeds) == (2 if smoke else 5)
-  assert len(plan.variants) >= 2 and len(plan.runs) == len(plan.variants) * len(seeds)
+  assert len(plan.variants) >= 2 and len(plan.trials) == len(plan.variants) * len(seeds)
 
 
 def test_the_depth_residual_variants_are_paper_names():

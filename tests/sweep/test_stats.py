@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from cnnjax.sweep import report, stats
+from cnnjax.sweep import report, results, stats, store
 
 
-def test_describe_is_the_sample_std_and_a_t_interval():
-  d = stats.describe([1.0, 2.0, 3.0, 4.0, 5.0])
+def test_summarize_values_is_the_sample_std_and_a_t_interval():
+  d = stats.summarize_values([1.0, 2.0, 3.0, 4.0, 5.0])
   assert d.n == 5 and d.mean == 3.0
   assert d.std == pytest.approx(math.sqrt(2.5))  # ddof = 1
   half = 2.7764451051977987 * math.sqrt(2.5) / math.sqrt(5)  # t(0.975, df=4)
   assert (d.ci_low, d.ci_high) == pytest.approx((3 - half, 3 + half))
-  one = stats.describe([0.9])
+  one = stats.summarize_values([0.9])
   assert one.mean == 0.9 and math.isnan(one.std) and math.isnan(one.ci_low)
 
 
@@ -48,11 +48,12 @@ def test_holm_by_hand():
 
 def test_summary_rows_of_known_runs():
   values = {"a": [0.90, 0.92, 0.91], "b": [0.95, 0.97, 0.93], "c": [0.90, 0.91, 0.92]}
-  rows = [{"variant": v, "seed": s, "status": "done", "eval/top1": x}
+  rows = [results.ResultRow(v, s, f"{v}/seed={s}", "done", {"eval/top1": x})
           for v, xs in values.items() for s, x in enumerate(xs)]
-  rows.append({"variant": "c", "seed": 3, "status": "failed"})
-  sweep = {"baseline": "a", "variants": {"a": {}, "b": {"k": 1}, "c": {"k": 2}}}
-  summary = {r["variant"]: r for r in report.summary_rows(sweep, rows)}
+  rows.append(results.ResultRow("c", 3, "c/seed=3", "failed"))
+  record = store.SweepRecord(trials=(), variants={"a": {}, "b": {"k": 1}, "c": {"k": 2}},
+                             metric="eval/top1", baseline="a", base_hash="h", config="x.py")
+  summary = {r["variant"]: r for r in report.summary_rows(record, rows)}
   b = summary["b"]
   assert b["n"] == 3 and b["eval/top1_mean"] == pytest.approx(0.95)
   assert b["eval/top1_std"] == pytest.approx(0.02)

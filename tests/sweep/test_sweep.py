@@ -18,6 +18,8 @@ import pytest
 from tests.test_launch import ROOT, launch
 
 TINY = "--config=tests/sweep/tiny_sweep.py"
+pytestmark = pytest.mark.e2e  # every test runs launch.py or python -m cnnjax.sweep
+
 RUNS = ["activation=relu/seed=0", "activation=relu/seed=1", "activation=gelu/seed=0",
         "activation=gelu/seed=1"]
 
