@@ -142,13 +142,14 @@ def call_experiment(spec: str, function: str = "get_config", *, required: bool =
   the one loader of experiment files. None if the file has no such function and not
   ``required``.
 
-  While the file runs, the directory above it is importable, so files in ``experiments/`` can
-  share helpers (``from experiments import zoo``), as they do under launch.py; the entry is
-  removed afterwards."""
+  While the file runs, the repository it belongs to (the nearest directory above it that holds
+  launch.py; else the directory above the file) is importable, so experiment files can share
+  helpers (``from experiments import zoo``), as they do under launch.py; the entry is removed
+  afterwards."""
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise UserError(f"config file {path!r} does not exist.")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+  root = _repository(path)
   added = root not in sys.path
   if added:
     sys.path.insert(0, root)
@@ -164,6 +165,19 @@ def call_experiment(spec: str, function: str = "get_config", *, required: bool =
   finally:
     if added:
       sys.path.remove(root)
+
+
+def _repository(path: str) -> str:
+  """The nearest directory above ``path`` holding launch.py, else the directory above it."""
+  here = os.path.dirname(os.path.abspath(path))
+  directory = here
+  while True:
+    if os.path.isfile(os.path.join(directory, "launch.py")):
+      return directory
+    parent = os.path.dirname(directory)
+    if parent == directory:
+      return os.path.dirname(here)
+    directory = parent
 
 
 def load(spec: str) -> ConfigDict:
