@@ -24,7 +24,6 @@ from jax.extend import core as jcore
 
 from cnnjax.errors import UserError, unknown
 from cnnjax.inspect import receptive
-from cnnjax.models import kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +160,7 @@ def trace(model: nn.Module, variables: Any, input_shape: Sequence[int]) -> Graph
 
   x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
   try:
-    with nn.intercept_methods(record), kernels.reference_ops():
+    with nn.intercept_methods(record):
       closed, out_shape = jax.make_jaxpr(forward, return_shape=True)(shapes, x)
   except UserError:
     raise
