@@ -10,7 +10,6 @@ an upgraded jaxlib builds anew and never loads a stale library. The build writes
 and renames it into place under a file lock: concurrent processes build once and never load a
 half-written file. Any failure (no compiler, no oneDNN, a compile error) prints one notice line on
 stderr and returns None; convolutions and batch normalization then stay XLA's own.
-``CNNJAX_ONEDNN=0`` skips the extension without a notice (to compare against XLA's ops).
 
 Nothing here runs at import: ``load`` is called by ``cnnjax.cpu.lowering``, at an entry point.
 """
