@@ -87,9 +87,10 @@ def main(argv: list[str]) -> None:
     _sweep(config)
   cli.quiet_logging()
   _initialize_distributed()
-  from cnnjax.train import loop  # pylint: disable=import-outside-toplevel  # imports JAX
+  from cnnjax import cpu  # pylint: disable=import-outside-toplevel  # imports JAX
+  from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
   cache_stats = cli.compilation_cache()
-  with cli.reported():
+  with cpu.lowering(), cli.reported():  # the CPU backend's FFI targets before any compilation
     run = loop.train if FLAGS.mode == "train" else loop.evaluate
     result = run(config, FLAGS.workdir)
   logging.info("final: %s", result)

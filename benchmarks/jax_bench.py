@@ -3,7 +3,8 @@
 Only jax, flax, optax and numpy are needed (no dataset, no grain/tfds/ml_collections), so it runs
 on a bare accelerator image. The step is the one training uses (``cnnjax.train.step.train_step``:
 cross-entropy, SGD with momentum) compiled with ``jax.jit`` over a ``data`` mesh of every local
-device, so on N devices it measures data-parallel throughput.
+device, so on N devices it measures data-parallel throughput. Steps are traced inside
+``cnnjax.cpu.lowering()``, as launch.py traces them (``CNNJAX_ONEDNN=0``: XLA's own ops).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import optax
 
 from benchmarks import hardware, timing
 from benchmarks.cases import Case, CaseError
-from cnnjax import parallel
-from cnnjax.models import kernels, registry
+from cnnjax import cpu, parallel
+from cnnjax.models import registry
 from cnnjax.train import state as state_lib
 from cnnjax.train import step as step_lib
 
@@ -63,16 +64,16 @@ def _flops(compiled) -> float | None:
 
 
 def _reference_flops(case: Case, state, batch, key) -> float | None:
-  """The step's FLOPs counted on XLA's own ops: XLA's cost analysis counts none inside the
-  FFI custom calls the oneDNN lowering makes."""
-  with kernels.reference_ops():
-    _, _, _, step, _ = _setup(case)
-    return _flops(step.lower(state, batch, key).compile())
+  """The step's FLOPs counted on XLA's own ops (the plain model, traced outside the CPU
+  backend's lowering): XLA's cost analysis counts none inside the FFI custom calls it makes."""
+  _, _, _, step, _ = _setup(case)
+  return _flops(step.lower(state, batch, key).compile())
 
 
 def _compile(jitted, *args) -> tuple[object, float, float]:
   t = time.perf_counter()
-  lowered = jitted.lower(*args)
+  with cpu.lowering():
+    lowered = jitted.lower(*args)
   lower_s = time.perf_counter() - t
   t = time.perf_counter()
   compiled = lowered.compile()
@@ -103,7 +104,9 @@ def compiled_bytes(case: Case) -> float:
   data = parallel.batch_sharding(mesh)
   batch = {"image": jax.ShapeDtypeStruct(shape, jnp.float32, sharding=data),
            "label": jax.ShapeDtypeStruct((case.batch,), jnp.int32, sharding=data)}
-  return _compiled_size(step.lower(jax.eval_shape(init, key), batch, key).compile())
+  with cpu.lowering():
+    lowered = step.lower(jax.eval_shape(init, key), batch, key)
+  return _compiled_size(lowered.compile())
 
 
 def largest_batch(case: Case, limit_bytes: float | None = None, fraction: float = 0.9,
@@ -132,7 +135,9 @@ def compiled_train_step(case: Case):
   """(compiled train step, state, batch, key): the step ``measure`` times, ready to call."""
   _, mesh, init, step, key = _setup(case)
   state, batch = init(key), synthetic_batch(case, mesh)
-  return step.lower(state, batch, key).compile(), state, batch, key
+  with cpu.lowering():
+    lowered = step.lower(state, batch, key)
+  return lowered.compile(), state, batch, key
 
 
 def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps: int = 500,
@@ -156,8 +161,9 @@ def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps
                            case.batch)
   n = mesh.devices.size
   # XLA's cost analysis counts one device's share of the step
-  per_device = (_reference_flops(case, holder["state"], batch, key)
-                if kernels.mode() == "onednn" else _flops(compiled))
+  onednn = device.platform == "cpu" and cpu.onednn_loaded()
+  per_device = (_reference_flops(case, holder["state"], batch, key) if onednn
+                else _flops(compiled))
   flops = per_device * n if per_device else None
   peak, peak_source = hardware.peak_flops(case.dtype)
   peak *= n
@@ -165,7 +171,7 @@ def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps
       "framework": "jax", "version": f"jax {jax.__version__}", "case": case.label,
       "model": case.model, "batch": case.batch, "size": case.size, "dtype": case.dtype,
       "device": hardware.device_name(device), "devices": mesh.devices.size,
-      "cpu_kernels": kernels.mode() if device.platform == "cpu" else None,
+      "cpu_kernels": ("onednn" if onednn else "xla") if device.platform == "cpu" else None,
       "lower_s": lower_s, "compile_s": compile_s, "train": train,
       "train_flops_per_step": flops, "peak_flops": peak, "peak_source": peak_source,
   }

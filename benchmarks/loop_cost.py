@@ -8,7 +8,7 @@ In one process, alternating: the loop's path to each call (the grain stream of g
 call on one stack of batches already on the devices, and against the harness's own step
 (``benchmarks.run``'s: SGD on float inputs of the same model and batch, which is lighter than an
 experiment's step). Alternating cancels the machine's drift; the ratio of each pair is printed.
-Needs the data side (grain, ml_collections).
+Needs the data side (grain, ml_collections). Both run on ``cnnjax.cpu``'s backend, as launch.py's.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import cases, jax_bench
-from cnnjax import config as config_lib, parallel
+from cnnjax import config as config_lib, cpu, parallel
 from cnnjax.data import pipeline
 from cnnjax.train import loop
 from cnnjax.train.resolve import resolve
@@ -34,6 +34,11 @@ _STEPS = flags.DEFINE_integer("steps", 320, "Train steps per measurement.")
 
 def main(argv) -> None:
   del argv
+  with cpu.lowering():  # as launch.py runs the loop
+    _measure()
+
+
+def _measure() -> None:
   config = config_lib.load(_CONFIG.value)
   if _STEPS_PER_CALL.value is not None:
     config.steps_per_call = _STEPS_PER_CALL.value

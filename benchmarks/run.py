@@ -158,7 +158,7 @@ def main(argv):
   lowering = {r.get("jax", {}).get("cpu_kernels") for r in results.values()} - {None}
   if lowering:
     lines.append(f"\ncnnjax's CPU lowering: {', '.join(sorted(lowering))} "
-                 "(CNNJAX_CPU_KERNELS=onednn|taps|xla)")
+                 "(CNNJAX_ONEDNN=0 for XLA's own)")
   if FLAGS.pipeline and all(_installed(m) for m in ("grain", "tensorflow_datasets")):
     lines += _pipeline(results)
   print("\n".join(lines))

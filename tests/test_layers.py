@@ -15,7 +15,7 @@ from tests.test_launch import ROOT
 LAYERS = (
     ("cnnjax.errors", "cnnjax.trees", "cnnjax.hugepages", "cnnjax.files"),
     ("cnnjax.config",),
-    ("cnnjax.models", "cnnjax.data"),
+    ("cnnjax.models", "cnnjax.data", "cnnjax.cpu"),  # cpu: a backend that reads models.layers
     ("cnnjax.checkpoint", "cnnjax.parallel", "cnnjax.distributed"),
     ("cnnjax.transfer",),
     ("cnnjax.train",),
@@ -55,7 +55,7 @@ SOURCES = sorted(p for p in glob.glob(os.path.join(ROOT, "cnnjax", "**", "*.py")
 
 
 def _target_layer(name: str) -> int | None:
-  """The layer of an imported name (``cnnjax.models.kernels`` or ``cnnjax.models.create``)."""
+  """The layer of an imported name (``cnnjax.models.layers`` or ``cnnjax.models.create``)."""
   while name.count(".") >= 1:
     try:
       return _layer(name)
@@ -77,6 +77,14 @@ def test_imports_point_down(path):
     if there is not None and there > here:
       up.append(name)
   assert not up, f"{module} (layer {here}) imports upward: {up}"
+
+
+def test_no_model_imports_a_backend():
+  """Models are plain flax.linen; a backend is chosen where the program starts."""
+  models = [p for p in SOURCES if _module(p).startswith("cnnjax.models")]
+  backend = {m: sorted(n for n in _imports(p) if n == "cnnjax.cpu" or n.startswith("cnnjax.cpu."))
+             for p in models if (m := _module(p))}
+  assert models and not any(backend.values()), backend
 
 
 def test_no_source_file_over_400_lines():

@@ -92,9 +92,9 @@ def conv_trunk(module: nn.Module, x, convs: tuple[ConvLayer, ...], act, *,
   norm = lambda y: layers.local_response_norm(y, **LRN)
   stage = 0
   for i, layer in enumerate(convs):
-    x = layers.Conv(layer.features, (layer.kernel, layer.kernel), (layer.stride, layer.stride),
-                    padding=layers.conv_padding(layer.padding),
-                    feature_group_count=layer.groups, dtype=module.dtype, name=layer.name)(x)
+    x = nn.Conv(layer.features, (layer.kernel, layer.kernel), (layer.stride, layer.stride),
+                padding=layers.conv_padding(layer.padding),
+                feature_group_count=layer.groups, dtype=module.dtype, name=layer.name)(x)
     x = act(x)
     normalise = layer.lrn and lrn
     if normalise and not lrn_after_pool:

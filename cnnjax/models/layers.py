@@ -1,6 +1,7 @@
 """Building blocks shared by the model families: the option fields every family takes,
-convolution (with its CPU lowering) and its initialiser, BatchNorm with PyTorch's defaults,
-the Inception conv block, activations, pooling (one module, ``Pool``), LRN.
+the convolution initialiser, BatchNorm with PyTorch's defaults, the Inception conv block,
+activations, pooling (one module, ``Pool``), LRN. All plain ``flax.linen``: a faster lowering
+for a platform is chosen where the program starts (``cnnjax.cpu``), never here.
 
 Pooling and padding follow PyTorch's conventions (explicit symmetric padding, ``ceil_mode``,
 adaptive average pooling) so that torchvision weights give the same numbers here.
@@ -17,10 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
-from jax import lax
 
 from cnnjax.errors import unknown
-from cnnjax.models import kernels
 
 Array = jax.Array
 
@@ -37,7 +36,6 @@ ACTIVATIONS: dict[str, Callable[..., Array]] = {
 
 POOLS = ("max", "avg")
 
-Conv = kernels.Conv  # nn.Conv with cnnjax's CPU lowering (kernels.py); same parameters
 # torchvision's kaiming_normal_(mode='fan_out', nonlinearity='relu'): an untruncated normal.
 CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 # PyTorch's BatchNorm2d: momentum 0.1 (flax's 0.9 is the running average's keep) and eps 1e-5.
@@ -66,54 +64,13 @@ class Options(nn.Module):
     return activation(self.activation, self.negative_slope)
 
 
-class BatchNorm(nn.Module):
-  """``flax.linen.BatchNorm`` over the last axis, with its variables (``params``: ``scale``,
-  ``bias``; ``batch_stats``: ``mean``, ``var``, all float32) and numbers, whose training-mode
-  statistics and normalization go through ``kernels.batch_norm`` (oneDNN's primitive on CPU).
-  ``momentum`` is the running averages' keep (flax's convention). ``relu=True`` returns
-  ``relu(BatchNorm(x))``, fused into oneDNN's primitive where that runs (``bn_act``)."""
-
-  use_running_average: bool
-  momentum: float = BN_MOMENTUM
-  epsilon: float = BN_EPS
-  dtype: Any = None
-  scale_init: Callable[..., Array] = nn.initializers.ones
-  bias_init: Callable[..., Array] = nn.initializers.zeros
-
-  @nn.compact
-  def __call__(self, x: Array, relu: bool = False) -> Array:
-    features = (x.shape[-1],)
-    stats = lambda init: (lambda shape: init(shape, jnp.float32))
-    ra_mean = self.variable("batch_stats", "mean", stats(jnp.zeros), features)
-    ra_var = self.variable("batch_stats", "var", stats(jnp.ones), features)
-    scale = self.param("scale", self.scale_init, features, jnp.float32)
-    bias = self.param("bias", self.bias_init, features, jnp.float32)
-    dtype = self.dtype or jnp.result_type(x.dtype, jnp.float32)
-    if self.use_running_average:
-      mul = lax.rsqrt(ra_var.value + self.epsilon) * scale
-      x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-      y = (x - ra_mean.value) * mul + bias
-      return (nn.relu(y) if relu else y).astype(dtype)
-    y, mean, var = kernels.batch_norm(x, scale, bias, self.epsilon, relu)
-    if not self.is_initializing():
-      keep = self.momentum
-      ra_mean.value = keep * ra_mean.value + (1 - keep) * mean
-      ra_var.value = keep * ra_var.value + (1 - keep) * var
-    return y.astype(dtype)
-
-
 def batch_norm(train: bool, dtype: Any, name: str, *, epsilon: float = BN_EPS,
-               zero_scale: bool = False) -> BatchNorm:
-  """BatchNorm with PyTorch's defaults; ``zero_scale`` starts its scale at 0 (a residual
+               zero_scale: bool = False) -> nn.BatchNorm:
+  """``nn.BatchNorm`` with PyTorch's defaults; ``zero_scale`` starts its scale at 0 (a residual
   branch that begins as nothing)."""
-  return BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=epsilon,
-                   dtype=dtype, name=name,
-                   scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
-
-
-def bn_act(bn: BatchNorm, act: Callable[[Array], Array], x: Array) -> Array:
-  """``act(bn(x))``; a ReLU is fused into the BatchNorm (one pass over the activations on CPU)."""
-  return bn(x, relu=True) if act is nn.relu else act(bn(x))
+  return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=epsilon,
+                      dtype=dtype, name=name,
+                      scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
 
 
 def check_pool(kind: str) -> str:
@@ -132,6 +89,12 @@ def _pool_padding(size: int, window: int, stride: int, pad: int, ceil_mode: bool
   return pad, high
 
 
+def pool_pads(shape: Sequence[int], window: int, stride: int, padding: int,
+              ceil_mode: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+  """The explicit (low, high) padding of both spatial axes of an NHWC ``shape``."""
+  return tuple(_pool_padding(shape[axis], window, stride, padding, ceil_mode) for axis in (1, 2))
+
+
 def pool(x: Array, kind: str, window: int, stride: int, padding: int = 0,
          ceil_mode: bool = False) -> Array:
   """2-D max or average pooling over NHWC with PyTorch's padding and ``ceil_mode`` semantics.
@@ -139,9 +102,9 @@ def pool(x: Array, kind: str, window: int, stride: int, padding: int = 0,
   Max pooling pads with -inf. Average pooling counts the explicit ``padding`` zeros (PyTorch's
   ``count_include_pad=True``) but not the extra cells that ``ceil_mode`` adds, as PyTorch does.
   """
-  pads = [_pool_padding(x.shape[axis], window, stride, padding, ceil_mode) for axis in (1, 2)]
+  pads = pool_pads(x.shape, window, stride, padding, ceil_mode)
   if check_pool(kind) == "max":
-    return kernels.max_pool(x, window, stride, pads)
+    return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
   dims, step = (1, window, window, 1), (1, stride, stride, 1)
   sums = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, dims, step,
                                [(0, 0), *pads, (0, 0)])
@@ -224,9 +187,8 @@ class BasicConv2d(nn.Module):
   def __call__(self, x, train: bool = False):
     k = self.kernel_size
     k = (k, k) if isinstance(k, int) else tuple(k)
-    x = Conv(self.features, k, self.strides, padding=conv_padding(self.padding),
-             use_bias=not self.use_bn, dtype=self.dtype, name="conv")(x)
+    x = nn.Conv(self.features, k, self.strides, padding=conv_padding(self.padding),
+                use_bias=not self.use_bn, dtype=self.dtype, name="conv")(x)
     if self.use_bn:
-      return bn_act(batch_norm(train, self.dtype, "bn", epsilon=self.bn_eps),
-                    activation(self.activation, self.negative_slope), x)
+      x = batch_norm(train, self.dtype, "bn", epsilon=self.bn_eps)(x)
     return activation(self.activation, self.negative_slope)(x)

@@ -30,8 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
+from jax import lax
 
-from cnnjax.models import kernels, layers
+from cnnjax.models import layers
 from cnnjax.models.spec import ModelSpec
 
 PAPER = "LeCun et al. 1998, Proc. IEEE 86(11), Fig. 2 and Table I"
@@ -73,13 +74,16 @@ class PartialConv(nn.Module):
   """C3: a 5×5 convolution in which output map j reads only the input maps ``table[j]``.
 
   Only the connected kernels are parameters (60 × 25 weights + 16 biases = 1,516); they are
-  scattered into a dense kernel whose unconnected slices are zero.
+  scattered into a dense kernel whose unconnected slices are zero. ``conv_general_dilated``
+  (default ``lax.conv_general_dilated``) is the same field as ``nn.Conv``'s, so a lowering that
+  swaps it there swaps it here.
   """
 
   table: tuple[tuple[int, ...], ...] = C3_TABLE
   in_features: int = 6
   kernel_size: int = 5
   dtype: Any = jnp.float32
+  conv_general_dilated: Any = None
 
   @nn.compact
   def __call__(self, x):
@@ -93,8 +97,8 @@ class PartialConv(nn.Module):
     b = self.param("bias", nn.initializers.zeros, (len(self.table),), jnp.float32)
     kernel = jnp.zeros((k, k, self.in_features, len(self.table)), jnp.float32)
     kernel = kernel.at[:, :, ins, outs].set(w).astype(self.dtype)
-    y = kernels.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                     dimension_numbers=kernels.NHWC)
+    conv = self.conv_general_dilated or lax.conv_general_dilated
+    y = conv(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y + b.astype(self.dtype)
 
 
@@ -117,12 +121,12 @@ class LeNet5(layers.Options):
     def norm_act(y, name):
       return act(layers.batch_norm(train, self.dtype, name)(y) if self.batch_norm else y)
 
-    x = norm_act(layers.Conv(6, (5, 5), padding=layers.conv_padding(2), dtype=self.dtype,
-                             name="conv1")(x), "bn1")
+    x = norm_act(nn.Conv(6, (5, 5), padding=layers.conv_padding(2), dtype=self.dtype,
+                         name="conv1")(x), "bn1")
     self.sow("intermediates", "stem", x)
     x = layers.Pool(self.pool, 2, 2, name="pool1")(x)
     self.sow("intermediates", "stage1", x)
-    x = norm_act(layers.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="conv2")(x),
+    x = norm_act(nn.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="conv2")(x),
                  "bn2")
     x = layers.Pool(self.pool, 2, 2, name="pool2")(x)
     self.sow("intermediates", "stage2", x)
@@ -138,14 +142,14 @@ class LeNet5(layers.Options):
     act = scaled_tanh if self.activation == "relu" else self.act()
     pool = "avg" if self.pool == "max" else self.pool
     x = jnp.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)])  # 28×28 digits centred in 32×32
-    x = act(layers.Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))
+    x = act(nn.Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))
     self.sow("intermediates", "stem", x)
     x = act(TrainableSubsampling(pool, self.dtype, name="s2")(x))
     self.sow("intermediates", "stage1", x)
     x = act(PartialConv(dtype=self.dtype, name="c3")(x))
     x = act(TrainableSubsampling(pool, self.dtype, name="s4")(x))
     self.sow("intermediates", "stage2", x)
-    x = act(layers.Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))
+    x = act(nn.Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))
     x = x.reshape(x.shape[0], -1)
     x = act(nn.Dense(84, dtype=self.dtype, name="f6")(x))
     self.sow("intermediates", "pre_logits", x)

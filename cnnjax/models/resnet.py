@@ -60,12 +60,12 @@ SHORTCUTS = ("A", "B")
 
 
 def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
-  return layers.Conv(features, (kernel, kernel), (strides, strides),
-                     padding=layers.conv_padding(kernel // 2), use_bias=False,
-                     kernel_init=layers.CONV_INIT, dtype=dtype, name=name)
+  return nn.Conv(features, (kernel, kernel), (strides, strides),
+                 padding=layers.conv_padding(kernel // 2), use_bias=False,
+                 kernel_init=layers.CONV_INIT, dtype=dtype, name=name)
 
 
-def _bn(train: bool, dtype: Any, name: str, zero: bool = False) -> layers.BatchNorm:
+def _bn(train: bool, dtype: Any, name: str, zero: bool = False) -> nn.BatchNorm:
   return layers.batch_norm(train, dtype, name, zero_scale=zero)
 
 
@@ -109,7 +109,7 @@ class BasicBlock(_Block):
   @nn.compact
   def __call__(self, x, train: bool = False):
     y = _conv(self.features, 3, self.strides, self.dtype, "conv1")(x)
-    y = layers.bn_act(_bn(train, self.dtype, "bn1"), self.act, y)
+    y = self.act(_bn(train, self.dtype, "bn1")(y))
     y = _conv(self.features, 3, 1, self.dtype, "conv2")(y)
     y = _bn(train, self.dtype, "bn2", zero=self.zero_init_residual)(y)
     return self.act(y + self._shortcut(x, train))
@@ -124,9 +124,9 @@ class Bottleneck(_Block):
   def __call__(self, x, train: bool = False):
     s1, s2 = (self.strides, 1) if self.original else (1, self.strides)
     y = _conv(self.features, 1, s1, self.dtype, "conv1")(x)
-    y = layers.bn_act(_bn(train, self.dtype, "bn1"), self.act, y)
+    y = self.act(_bn(train, self.dtype, "bn1")(y))
     y = _conv(self.features, 3, s2, self.dtype, "conv2")(y)
-    y = layers.bn_act(_bn(train, self.dtype, "bn2"), self.act, y)
+    y = self.act(_bn(train, self.dtype, "bn2")(y))
     y = _conv(self.features * 4, 1, 1, self.dtype, "conv3")(y)
     y = _bn(train, self.dtype, "bn3", zero=self.zero_init_residual)(y)
     return self.act(y + self._shortcut(x, train))
@@ -175,7 +175,7 @@ class ResNet(layers.Options):
   def __call__(self, x, train: bool = False):
     act = self.act()
     x = _conv(64, 7, 2, self.dtype, "conv1")(x.astype(self.dtype))
-    x = layers.bn_act(_bn(train, self.dtype, "bn1"), act, x)
+    x = act(_bn(train, self.dtype, "bn1")(x))
     x = layers.Pool(self.pool, 3, 2, padding=1, name="maxpool")(x)
     self.sow("intermediates", "stem", x)
     x = _stages(self, x, train, act, shortcut="B", original=self.original)
@@ -199,7 +199,7 @@ class CifarResNet(layers.Options):
       raise unknown("shortcut option", self.shortcut, SHORTCUTS)
     act = self.act()
     x = _conv(self.widths[0], 3, 1, self.dtype, "conv1")(x.astype(self.dtype))
-    x = layers.bn_act(_bn(train, self.dtype, "bn1"), act, x)
+    x = act(_bn(train, self.dtype, "bn1")(x))
     self.sow("intermediates", "stem", x)
     x = _stages(self, x, train, act, shortcut=self.shortcut, residual=self.residual)
     return _head(self, x)

@@ -67,8 +67,8 @@ class VGG(layers.Options):
     x = x.astype(self.dtype)
     for s, (depth, width) in enumerate(zip(self.depths, WIDTHS), start=1):
       for i in range(1, depth + 1):
-        x = layers.Conv(width, (3, 3), padding=layers.conv_padding(1),
-                        kernel_init=layers.CONV_INIT, dtype=self.dtype, name=f"conv{s}_{i}")(x)
+        x = nn.Conv(width, (3, 3), padding=layers.conv_padding(1),
+                    kernel_init=layers.CONV_INIT, dtype=self.dtype, name=f"conv{s}_{i}")(x)
         if self.batch_norm:
           x = layers.batch_norm(train, self.dtype, f"bn{s}_{i}")(x)
         x = act(x)

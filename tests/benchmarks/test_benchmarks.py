@@ -160,14 +160,15 @@ def test_loop_cost_times_the_loops_path_against_a_fixed_batch():
   assert re.search(r"the harness's step [\d,]+ img/s, the loop's path over it \d\.\d{3}$", line)
 
 
-def test_conv_bench_finds_every_stride_1_conv_and_times_each_pass():
+def test_conv_bench_finds_every_conv_and_times_each_pass_both_ways():
   from benchmarks import conv_bench  # pylint: disable=import-outside-toplevel
   convs = conv_bench.model_convs("lenet5", 2, None)
-  assert convs == [((2, 28, 28, 1), (5, 5, 1, 6), ((2, 2), (2, 2))),
-                   ((2, 14, 14, 6), (5, 5, 6, 16), ((0, 0), (0, 0)))]
-  times = conv_bench.passes((2, 2, 2, 8), (3, 3, 8, 4), ((1, 1), (1, 1)), repeats=2)
+  assert [(x, w, dict(p)["padding"]) for x, w, p in convs] == [
+      ((2, 28, 28, 1), (5, 5, 1, 6), ((2, 2), (2, 2))),
+      ((2, 14, 14, 6), (5, 5, 6, 16), ((0, 0), (0, 0)))]
+  times = conv_bench.passes((2, 4, 4, 8), (3, 3, 8, 4), dict(convs[1][2]), repeats=2)
   assert list(times) == ["forward", "input grad", "kernel grad"]
-  assert all(t[0] > 0 for t in times.values()) and times["kernel grad"][1] is None
+  assert all(a > 0 and b > 0 for a, b in times.values())
 
 
 def test_largest_batch_is_the_biggest_power_of_two_that_fits():

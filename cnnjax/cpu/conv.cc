@@ -7,7 +7,7 @@
 //
 // Threads and the one-call-at-a-time lock: onednn.h.
 //
-// Built by cnnjax/models/onednn/build.py; the FFI target names carry kVersion.
+// Built by cnnjax/cpu/build.py; the FFI target names carry its VERSION.
 
 #include <cstdint>
 #include <map>

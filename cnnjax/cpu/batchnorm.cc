@@ -2,11 +2,9 @@
 // statistics) and its gradient, over NHWC float32 activations with a per-channel scale and shift.
 //
 // Forward: y = (x - mean) / sqrt(var + eps) * scale + shift, where mean and var (biased) are over
-// N, H and W, followed by a ReLU if `relu` (oneDNN's fused norm-ReLU: one pass, not two); it also
-// returns mean and var (for the running averages and the backward pass). Backward: dx, dscale and
-// dshift from x, dy, scale and the forward's mean and var (a fused ReLU's gradient mask is applied
-// to dy by the caller, from y). Inference (running statistics) stays in XLA, where it is one
-// elementwise fusion.
+// N, H and W; it also returns mean and var (for the running averages and the backward pass).
+// Backward: dx, dscale and dshift from x, dy, scale and the forward's mean and var. Inference
+// (running statistics) stays in XLA, where it is one elementwise fusion.
 //
 // Threads and the one-call-at-a-time lock: onednn.h. Built by build.py with conv.cc; the FFI
 // target names carry its VERSION.
@@ -32,17 +30,17 @@ using cnnjax_onednn::Engine;
 namespace {
 
 struct Key {
-  bool backward, relu;
+  bool backward;
   int threads;
   int64_t n, h, w, c;
   float eps;
-  auto tie() const { return std::tie(backward, relu, threads, n, h, w, c, eps); }
+  auto tie() const { return std::tie(backward, threads, n, h, w, c, eps); }
   bool operator<(const Key& other) const { return tie() < other.tie(); }
 };
 
 struct Plan {
   dnnl::primitive prim;
-  memory::desc data, stats, scratch, workspace;
+  memory::desc data, stats, scratch;
 };
 
 const dnnl::normalization_flags kFlags =
@@ -55,13 +53,11 @@ std::unique_ptr<Plan> MakePlan(const Key& k) {
   plan->stats = memory::desc({k.c}, memory::data_type::f32, tag::a);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  auto flags = k.relu ? kFlags | dnnl::normalization_flags::fuse_norm_relu : kFlags;
   dnnl::batch_normalization_forward::primitive_desc fwd(
-      eng, dnnl::prop_kind::forward_training, plan->data, plan->data, k.eps, flags, attr);
+      eng, dnnl::prop_kind::forward_training, plan->data, plan->data, k.eps, kFlags, attr);
   if (!k.backward) {
     plan->prim = dnnl::batch_normalization_forward(fwd);
     plan->scratch = fwd.scratchpad_desc();
-    plan->workspace = fwd.workspace_desc();  // the ReLU's mask, which only its backward reads
   } else {
     dnnl::batch_normalization_backward::primitive_desc bwd(
         eng, dnnl::prop_kind::backward, plan->data, plan->data, plan->data, k.eps, kFlags, fwd,
@@ -83,24 +79,19 @@ ffi::Error Check(ffi::AnyBuffer x) {
 }
 
 // args: {DNNL_ARG_..., buffer} pairs, run under the lock with a per-thread scratchpad.
-ffi::Error Execute(bool backward, bool relu, ffi::AnyBuffer x, float eps,
+ffi::Error Execute(bool backward, ffi::AnyBuffer x, float eps,
                    std::vector<std::pair<int, void*>> args) {
   auto d = x.dimensions();
-  Key k{backward, relu, cnnjax_onednn::TeamSize(), d[0], d[1], d[2], d[3], eps};
+  Key k{backward, cnnjax_onednn::TeamSize(), d[0], d[1], d[2], d[3], eps};
   try {
     cnnjax_onednn::ExecLock exec;  // first: oneDNN sizes a primitive's team when it is built
     const Plan& plan = GetPlan(k);
     auto& eng = Engine();
-    thread_local std::vector<uint8_t> scratch_buffer, workspace_buffer;
+    thread_local std::vector<uint8_t> scratch_buffer;
     std::unordered_map<int, memory> exec_args;
     exec_args.emplace(DNNL_ARG_SCRATCHPAD,
                       memory(plan.scratch, eng,
                              cnnjax_onednn::Grow(scratch_buffer, plan.scratch.get_size())));
-    if (plan.workspace.get_size()) {
-      exec_args.emplace(DNNL_ARG_WORKSPACE,
-                        memory(plan.workspace, eng,
-                               cnnjax_onednn::Grow(workspace_buffer, plan.workspace.get_size())));
-    }
     for (auto& [arg, ptr] : args) {
       bool data = arg == DNNL_ARG_SRC || arg == DNNL_ARG_DST || arg == DNNL_ARG_DIFF_SRC ||
                   arg == DNNL_ARG_DIFF_DST;
@@ -116,9 +107,9 @@ ffi::Error Execute(bool backward, bool relu, ffi::AnyBuffer x, float eps,
 
 ffi::Error Fwd(ffi::AnyBuffer x, ffi::AnyBuffer scale, ffi::AnyBuffer shift,
                ffi::Result<ffi::AnyBuffer> y, ffi::Result<ffi::AnyBuffer> mean,
-               ffi::Result<ffi::AnyBuffer> var, float eps, int64_t relu) {
+               ffi::Result<ffi::AnyBuffer> var, float eps) {
   if (auto e = Check(x); e.failure()) return e;
-  return Execute(false, relu != 0, x, eps,
+  return Execute(false, x, eps,
                  {{DNNL_ARG_SRC, x.untyped_data()}, {DNNL_ARG_SCALE, scale.untyped_data()},
                   {DNNL_ARG_SHIFT, shift.untyped_data()}, {DNNL_ARG_DST, y->untyped_data()},
                   {DNNL_ARG_MEAN, mean->untyped_data()},
@@ -130,7 +121,7 @@ ffi::Error Bwd(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::AnyBuffer scale, ffi::A
                ffi::Result<ffi::AnyBuffer> dscale, ffi::Result<ffi::AnyBuffer> dshift,
                float eps) {
   if (auto e = Check(x); e.failure()) return e;
-  return Execute(true, false, x, eps,
+  return Execute(true, x, eps,
                  {{DNNL_ARG_SRC, x.untyped_data()}, {DNNL_ARG_DIFF_DST, dy.untyped_data()},
                   {DNNL_ARG_SCALE, scale.untyped_data()}, {DNNL_ARG_MEAN, mean.untyped_data()},
                   {DNNL_ARG_VARIANCE, var.untyped_data()},
@@ -149,8 +140,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(CnnjaxOnednnBnFwd, Fwd,
                                   .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
-                                  .Attr<float>("eps")
-                                  .Attr<int64_t>("relu"));
+                                  .Attr<float>("eps"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CnnjaxOnednnBnBwd, Bwd,
                               ffi::Ffi::Bind()

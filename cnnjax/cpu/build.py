@@ -9,7 +9,9 @@ sources, the jaxlib version, the compiler, the flags and the oneDNN prefix, so a
 an upgraded jaxlib builds anew and never loads a stale library. The build writes a temporary file
 and renames it into place under a file lock: concurrent processes build once and never load a
 half-written file. Any failure (no compiler, no oneDNN, a compile error) prints one notice line on
-stderr and returns None; the caller then keeps the pure-JAX lowering.
+stderr and returns None; convolutions and batch normalization then stay XLA's own.
+
+Nothing here runs at import: ``load`` is called by ``cnnjax.cpu.lowering``, at an entry point.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tempfile
 import jax
 import jaxlib
 
-VERSION = 1  # in the FFI target names: bump when the handlers' signature changes
+VERSION = 2  # in the FFI target names: bump when the handlers' signature changes
 TARGETS = {"fwd": f"cnnjax_onednn_conv_fwd_v{VERSION}",
            "bwd_data": f"cnnjax_onednn_conv_bwd_data_v{VERSION}",
            "bwd_weights": f"cnnjax_onednn_conv_bwd_weights_v{VERSION}",
@@ -41,6 +43,7 @@ SOURCES = tuple(os.path.join(_HERE, name) for name in ("conv.cc", "batchnorm.cc"
 HEADERS = (os.path.join(_HERE, "onednn.h"),)
 CACHE_ENV = "CNNJAX_KERNEL_CACHE"
 ROOT_ENV = "CNNJAX_ONEDNN_ROOT"
+SWITCH_ENV = "CNNJAX_ONEDNN"  # "0": XLA's own ops
 FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-w")
 
 
@@ -117,7 +120,9 @@ def _register(lib: ctypes.CDLL) -> None:
 @functools.cache
 def load() -> ctypes.CDLL | None:
   """The extension, built if needed, with its FFI targets registered; None (after one notice
-  line on stderr) when it cannot be built or loaded."""
+  line on stderr) when it cannot be built or loaded, and None when ``CNNJAX_ONEDNN=0``."""
+  if os.environ.get(SWITCH_ENV, "").strip() == "0":
+    return None
   try:
     path, command = library_path()
     if not os.path.exists(path):
@@ -129,7 +134,7 @@ def load() -> ctypes.CDLL | None:
     _register(lib)
     return lib
   except Exception as e:  # pylint: disable=broad-except  # never break a run: fall back
-    print(f"cnnjax: oneDNN CPU convolutions unavailable ({e}); using the pure-JAX lowering",
+    print(f"cnnjax: oneDNN CPU convolutions unavailable ({e}); using XLA's own",
           file=sys.stderr)
     return None
 
