@@ -24,10 +24,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import jax
 import jaxlib
+
+from cnnjax import files
 
 VERSION = 2  # in the FFI target names: bump when the handlers' signature changes
 TARGETS = {"fwd": f"cnnjax_onednn_conv_fwd_v{VERSION}",
@@ -96,19 +97,13 @@ def build(path: str, command: list[str]) -> None:
     fcntl.flock(lock, fcntl.LOCK_EX)
     if os.path.exists(path):  # another process built it while we waited
       return
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
-    os.close(fd)
-    try:
+    with files.atomic_path(path) as tmp:  # a concurrent loader never sees half a library
       proc = subprocess.run([a.replace("{out}", tmp) for a in command], capture_output=True,
                             text=True, check=False)
       if proc.returncode:
         errors = [l for l in proc.stderr.splitlines() if "error" in l] or proc.stderr.splitlines()
         raise BuildError(f"compiling {', '.join(os.path.basename(s) for s in SOURCES)} failed: "
                          f"{(errors or ['exit status %d' % proc.returncode])[0].strip()}")
-      os.replace(tmp, path)
-    finally:
-      if os.path.exists(tmp):
-        os.remove(tmp)
 
 
 def _register(lib: ctypes.CDLL) -> None:
