@@ -86,16 +86,6 @@ def test_empty_split_and_bad_channels(tmp_path, data_dir):
     resolve.resolve(c, devices=jax.devices()[:1])
 
 
-@pytest.mark.parametrize("step,expected", [(0, 4), (8, 2), (9, 1), (10, 2), (13, 2), (16, 4),
-                                           (28, 2), (58, 2)])
-def test_a_call_stops_at_every_logging_eval_and_save_step(step, expected):
-  # every 10 (logging), 15 (evaluation), 30 (saving); 60 steps in all; a call stays in one
-  # group of 4 batches
-  assert loop.steps_in_call(step, 60, 4, (10, 15, 30)) == expected
-  assert loop.steps_in_call(step, 60, 1, (10, 15, 30)) == 1
-  assert loop.steps_in_call(58, 60, 4, (10, 0, 100)) == 2  # 0: never (no evaluation)
-
-
 def test_steps_per_call_trains_the_same_run(tmp_path, data_dir):
   """Several steps in one compiled call: the same steps, logs, checkpoints and result."""
   runs = {}
