@@ -9,7 +9,7 @@ import pytest
 
 from cnnjax import checkpoint, config as config_lib
 from cnnjax.errors import UserError
-from cnnjax.train import loop, resolve
+from cnnjax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -68,22 +68,6 @@ def test_resuming_with_another_batch_size_is_refused(tmp_path, data_dir):
   with pytest.raises(UserError, match=r"config.batch_size=128, not 64: resuming needs the same"):
     loop.train(tiny_config(data_dir, num_steps=20, batch_size=64), str(tmp_path),
                devices=jax.devices()[:1])
-
-
-def test_more_classes_in_the_data_than_in_the_head_is_refused(tmp_path, data_dir):
-  with pytest.raises(UserError, match=r"config.num_classes=5 is smaller than the 10 classes"):
-    resolve.resolve(tiny_config(data_dir, num_classes=5), devices=jax.devices()[:1])
-
-
-def test_empty_split_and_bad_channels(tmp_path, data_dir):
-  c = tiny_config(data_dir)
-  c.data.eval_split = "test[:0]"
-  with pytest.raises(UserError, match=r"split 'test\[:0\]' of mnist5k"):
-    resolve.resolve(c, devices=jax.devices()[:1])
-  c = tiny_config(data_dir)
-  c.data.channels = 2
-  with pytest.raises(UserError, match="config.data.channels must be 1 or 3"):
-    resolve.resolve(c, devices=jax.devices()[:1])
 
 
 def test_steps_per_call_trains_the_same_run(tmp_path, data_dir):
