@@ -36,20 +36,6 @@ def test_a_call_never_waits_for_an_interval_of_zero():
   assert timing.steps_in_call(12, steps) == 4
 
 
-def test_steps_are_derived_from_the_final_config():
-  c = config_lib.defaults()
-  c.batch_size, c.num_epochs, c.eval_every_epochs = 100, 2.5, 0.5
-  c.schedule.warmup_epochs, c.schedule.decay_epochs = 1.0, (1.5,)
-  c.log_every_steps, c.checkpoint_every_steps, c.steps_per_call = 5, 20, 2
-  steps = config_lib.Steps.from_config(c, 1000)  # 10 steps per epoch
-  assert steps == config_lib.Steps(steps_per_epoch=10.0, total_steps=25, warmup_steps=10,
-                                   decay_steps=(15,), eval_every_steps=5, log_every_steps=5,
-                                   checkpoint_every_steps=20, steps_per_call=2)
-  c.num_steps, c.eval_every_epochs = 7, 0.0
-  steps = config_lib.Steps.from_config(c, 1000)
-  assert (steps.total_steps, steps.eval_every_steps) == (7, 0)
-
-
 class FakeTime:
   def __init__(self):
     self.now = 100.0
