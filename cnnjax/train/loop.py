@@ -2,7 +2,7 @@
 
 ``train(config, workdir)`` takes the workdir's lock, resolves the config (every check before
 anything compiles), resumes from the newest checkpoint in ``workdir/checkpoints`` that fits and
-restores, and trains to the end of the plan. Faults never lose work or report a wrong number:
+restores, and trains to the run's last step. Faults never lose work or report a wrong number:
 a diverged run stops before it saves a non-finite state (``RunFailed``), SIGTERM/SIGINT save a
 checkpoint at the end of the call they interrupt (``Stopped``; a call is ``steps_per_call``
 steps at most), a failed save is caught after the next call.

@@ -21,13 +21,7 @@ def tiny_config(data_dir, **overrides):
   c.log_every_steps = 10
   c.eval_every_epochs = 0.0
   c.checkpoint_every_steps = 30
-  for k, v in overrides.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  return config_lib.with_values(c, overrides)
 
 
 def test_lenet_learns_and_writes_everything(tmp_path, data_dir):
