@@ -194,12 +194,13 @@ def get_key(config: Mapping[str, Any], key: str) -> Any:
   return value
 
 
-def leaf_keys(config: ConfigDict, prefix: str = "") -> list[str]:
-  """Every dotted leaf key of ``config``, in its order."""
+def leaf_keys(config: ConfigDict | Mapping[str, Any], prefix: str = "") -> list[str]:
+  """Every dotted leaf key of ``config``, in its order; a ConfigDict or a dict of its JSON
+  values (an empty section has none)."""
   keys = []
   for k in config.keys():
     v, full = config[k], f"{prefix}{k}"
-    keys += leaf_keys(v, full + ".") if isinstance(v, ConfigDict) else [full]
+    keys += leaf_keys(v, full + ".") if isinstance(v, (ConfigDict, Mapping)) else [full]
   return keys
 
 
@@ -336,24 +337,31 @@ def check_against_data(config: ml_collections.ConfigDict, image_shape: tuple[int
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
-  """Step counts derived from the final config and the training split's size."""
+class Steps:
+  """When things happen, in steps: the durations derived from the final config and the
+  training split's size, and the intervals of logging, evaluation, saving and compiled calls."""
 
   steps_per_epoch: float
   total_steps: int
   warmup_steps: int
   decay_steps: tuple[int, ...]
   eval_every_steps: int  # 0: only at the end
+  log_every_steps: int
+  checkpoint_every_steps: int
+  steps_per_call: int
 
-
-def plan(config: ml_collections.ConfigDict, num_train: int) -> Plan:
-  spe = num_train / config.batch_size
-  total = config.num_steps or max(1, math.ceil(config.num_epochs * spe))
-  return Plan(
-      steps_per_epoch=spe,
-      total_steps=total,
-      warmup_steps=round(config.schedule.warmup_epochs * spe),
-      decay_steps=tuple(round(e * spe) for e in config.schedule.decay_epochs),
-      eval_every_steps=max(1, round(config.eval_every_epochs * spe)) if config.eval_every_epochs
-      else 0,
-  )
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, num_train: int) -> Steps:
+    spe = num_train / config.batch_size
+    total = config.num_steps or max(1, math.ceil(config.num_epochs * spe))
+    return cls(
+        steps_per_epoch=spe,
+        total_steps=total,
+        warmup_steps=round(config.schedule.warmup_epochs * spe),
+        decay_steps=tuple(round(e * spe) for e in config.schedule.decay_epochs),
+        eval_every_steps=(max(1, round(config.eval_every_epochs * spe))
+                          if config.eval_every_epochs else 0),
+        log_every_steps=config.log_every_steps,
+        checkpoint_every_steps=config.checkpoint_every_steps,
+        steps_per_call=config.steps_per_call,
+    )

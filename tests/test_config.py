@@ -103,3 +103,27 @@ def test_max_shift_must_be_below_the_training_images_size():
   with pytest.raises(UserError, match=re.escape(
       "config.data.max_shift must be < 8 (the training images are 8x12), got 8.")):
     config_lib.check_against_data(configured({"data.max_shift": 8}), (8, 12, 3))
+
+
+def test_steps_are_derived_from_the_final_config():
+  c = config_lib.defaults()
+  c.batch_size, c.num_epochs, c.eval_every_epochs = 100, 2.5, 0.5
+  c.schedule.warmup_epochs, c.schedule.decay_epochs = 1.0, (1.5,)
+  c.log_every_steps, c.checkpoint_every_steps, c.steps_per_call = 5, 20, 2
+  steps = config_lib.Steps.from_config(c, 1000)  # 10 steps per epoch
+  assert steps == config_lib.Steps(steps_per_epoch=10.0, total_steps=25, warmup_steps=10,
+                                   decay_steps=(15,), eval_every_steps=5, log_every_steps=5,
+                                   checkpoint_every_steps=20, steps_per_call=2)
+  c.num_steps, c.eval_every_epochs = 7, 0.0
+  steps = config_lib.Steps.from_config(c, 1000)
+  assert (steps.total_steps, steps.eval_every_steps) == (7, 0)
+
+
+def test_leaf_keys_are_the_same_for_a_config_and_its_json():
+  import json  # pylint: disable=import-outside-toplevel
+  c = config_lib.defaults()
+  as_json = json.loads(c.to_json_best_effort())
+  keys = config_lib.leaf_keys(c)
+  assert sorted(config_lib.leaf_keys(as_json)) == sorted(keys)
+  assert "optimizer.name" in keys and "data.max_shift" in keys and "data" not in keys
+  assert config_lib.leaf_keys({"a": {}, "b": {"c": 1}}) == ["b.c"]  # an empty section: no leaf

@@ -14,6 +14,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "--config=experiments/lenet_mnist.py"
 
+pytestmark = pytest.mark.e2e  # each test runs launch.py as a subprocess
+
 
 def launch(*args, devices=1, cache=None, **popen):
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",

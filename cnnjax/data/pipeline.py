@@ -8,9 +8,10 @@ the number of processes or threads, and a resumed run (the grain iterator state 
 checkpoint) sees the very same batches as an uninterrupted one.
 
 Work is done per batch (one gather, vectorised draws), not per example: on two CPU cores a
-per-example Python pipeline cannot keep up with LeNet-5. The shift and flip are only drawn here
-(``shift``, ``flip`` in the batch) and applied inside the train step: the same pixel copy on the
-host cost LeNet-5's loop about 8% of its speed on 2 cores, on the device it is a gather.
+per-example Python pipeline cannot keep up with LeNet-5. The augmentations (``augment.Augment``)
+are only drawn here (``shift``, ``flip`` in the batch) and applied inside the train step: the same
+pixel copy on the host cost LeNet-5's loop about 8% of its speed on 2 cores, on the device it is a
+gather.
 
 With a ``crop`` (always for images of varying size) each image is cropped on the host with PIL:
 training takes torchvision's ``RandomResizedCrop(crop)`` (boxes from the generator seeded by
@@ -33,6 +34,7 @@ import grain
 import numpy as np
 
 from cnnjax.data import transforms
+from cnnjax.data.augment import NONE, Augment
 from cnnjax.data.sources import ArraySource, Dataset
 
 _ENDLESS = 2**62  # number of batches in the training stream: it never runs out
@@ -99,21 +101,17 @@ def crop_boxes(sizes: np.ndarray, *, batch: int, global_batch: int, seed: int,
   return transforms.random_resized_crop_boxes(sizes, attempts, offsets)
 
 
-def _train_batch(batch: int, *, dataset: Dataset, global_batch: int, seed: int, max_shift: int,
-                 flip: bool, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
+def _train_batch(batch: int, *, dataset: Dataset, global_batch: int, seed: int, augment: Augment,
+                 rows: np.ndarray | slice) -> dict[str, np.ndarray]:
   idx = batch_indices(batch, n=len(dataset), global_batch=global_batch, seed=seed)
   images, labels = _read(dataset, idx[rows])
   if dataset.crop is not None:
     sizes = np.array([image.shape[:2] for image in images], np.int64).reshape(-1, 2)
     boxes = crop_boxes(sizes, batch=batch, global_batch=global_batch, seed=seed, rows=rows)
     images = transforms.crop_and_resize(images, boxes, dataset.crop)
-  out = {"image": images, "label": labels}
-  if max_shift or flip:  # drawn here, applied in the train step (augment.shift_and_flip)
-    rng = np.random.default_rng([seed, 1, batch])
-    shifts = rng.integers(0, 2 * max_shift + 1, size=(global_batch, 2))[rows]
-    flips = (rng.random(global_batch) < 0.5)[rows] if flip else np.zeros(len(shifts), bool)
-    out["shift"], out["flip"] = (shifts - max_shift).astype(np.int32), flips
-  return out
+  # drawn here, applied in the train step (Augment.apply)
+  draws = augment.draw(seed=seed, batch=batch, global_batch=global_batch, rows=rows)
+  return {"image": images, "label": labels, **draws}
 
 
 def _rows(rows: np.ndarray | None, global_batch: int) -> np.ndarray | slice:
@@ -132,28 +130,30 @@ def _read_options(num_threads: int, batches_per_element: int = 1) -> grain.ReadO
                            prefetch_buffer_size=max(2, -(-8 // batches_per_element)))
 
 
-def train_stream(dataset: Dataset, *, global_batch: int, seed: int, max_shift: int = 0,
-                 flip: bool = False, rows: np.ndarray | None = None,
-                 num_threads: int = 2) -> grain.DatasetIterator:
+def train_stream(dataset: Dataset, *, global_batch: int, seed: int, augment: Augment = NONE,
+                 rows: np.ndarray | None = None, num_threads: int = 2,
+                 **augment_fields) -> grain.DatasetIterator:
   """Endless iterator of rows ``rows`` (global row indices; None: all) of each global batch.
 
   Yields ``{'image': uint8 (b, H, W, C), 'label': int32 (b,)}`` with ``b = len(rows)``, in the
-  order of ``rows``; with ``max_shift`` or ``flip`` also the draws ``'shift': int32 (b, 2)``
-  (dy, dx in ``[-max_shift, max_shift]``) and ``'flip': bool (b,)``, for
-  ``augment.shift_and_flip`` in the train step (the images are unshifted). Its
-  ``get_state()`` / ``set_state()`` checkpoint and resume it exactly, and the state doesn't
-  depend on ``rows`` (a run may resume with another process count).
+  order of ``rows``, and ``augment``'s draws for them (``Augment.draw``; the images are
+  unaugmented: the train step applies them). ``augment_fields`` (``max_shift=2, flip=True``)
+  are a shorthand for ``augment=Augment(...)``. Its ``get_state()`` / ``set_state()``
+  checkpoint and resume it exactly, and the state doesn't depend on ``rows`` (a run may resume
+  with another process count).
   """
-  load = _batch_loader(dataset, global_batch, seed, max_shift, flip, rows)
+  if augment_fields:
+    augment = Augment(**augment_fields)
+  load = _batch_loader(dataset, global_batch, seed, augment, rows)
   ds = grain.MapDataset.range(_ENDLESS).map(load)
   return iter(ds.to_iter_dataset(_read_options(num_threads)))
 
 
-def _batch_loader(dataset: Dataset, global_batch: int, seed: int, max_shift: int, flip: bool,
+def _batch_loader(dataset: Dataset, global_batch: int, seed: int, augment: Augment,
                   rows: np.ndarray | None):
   """Global batch index → that batch's rows ``rows`` (checked), augmentation draws included."""
   return functools.partial(_train_batch, dataset=dataset, global_batch=global_batch, seed=seed,
-                           max_shift=max_shift, flip=flip, rows=_rows(rows, global_batch))
+                           augment=augment, rows=_rows(rows, global_batch))
 
 
 def _train_group(group: int, *, size: int, load) -> dict[str, np.ndarray]:
@@ -174,12 +174,10 @@ class TrainGroups:
   """
 
   def __init__(self, dataset: Dataset, *, global_batch: int, seed: int, size: int,
-               max_shift: int = 0, flip: bool = False, rows: np.ndarray | None = None,
-               num_threads: int = 2):
+               augment: Augment = NONE, rows: np.ndarray | None = None, num_threads: int = 2):
     self.size = size
     self._load = functools.partial(
-        _train_group, size=size,
-        load=_batch_loader(dataset, global_batch, seed, max_shift, flip, rows))
+        _train_group, size=size, load=_batch_loader(dataset, global_batch, seed, augment, rows))
     self._options = _read_options(num_threads, size)
     self.set_state({"next_index": 0})
 

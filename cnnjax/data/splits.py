@@ -10,17 +10,26 @@ interpolation, so held-out images reach the model exactly as torchvision would f
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from cnnjax.data import image_folder, sources
+from cnnjax.data.augment import Augment
 from cnnjax.data.preprocessing import Preprocessing
 from cnnjax.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
-class SplitOptions:
-  """How to open the splits: ``config.data``'s keys, plus the dataset and the seed."""
+class DataSettings:
+  """A run's data: which splits and how to open them, and how the pipeline reads them. Built once
+  from the config (``from_config``) and read by ``open_splits``, the training stream and
+  evaluation."""
 
   dataset: str
+  seed: int = 0  # the data order, the augmentations, the few-label subset, a folder's split
+  batch_size: int = 128  # global
+  eval_batch_size: int = 512
+  augment: Augment = Augment()
   train_split: str = "train"
   eval_split: str = "test"
   data_dir: str | None = None
@@ -31,10 +40,18 @@ class SplitOptions:
   train_per_class: int | None = None
   val_fraction: float = 0.2
   in_memory: bool = True
-  seed: int = 0  # the few-label subset and an image folder's train/val split
+  num_threads: int = 2  # grain reader threads
+
+  @classmethod
+  def from_config(cls, config: Mapping[str, Any]) -> DataSettings:
+    """The top-level keys of the same names, ``config.data``'s for the rest."""
+    data = config["data"]
+    return cls(dataset=config["dataset"], seed=config["seed"], batch_size=config["batch_size"],
+               eval_batch_size=config["eval_batch_size"], augment=Augment.from_config(data),
+               **{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-def _folder(o: SplitOptions, pre: Preprocessing | None) -> tuple[sources.Dataset, ...]:
+def _folder(o: DataSettings, pre: Preprocessing | None) -> tuple[sources.Dataset, ...]:
   path = o.dataset[len(image_folder.PREFIX):]
   return tuple(image_folder.load_image_folder(
       path, split, image_size=o.crop or o.image_size or 224, resize=o.resize,
@@ -42,7 +59,7 @@ def _folder(o: SplitOptions, pre: Preprocessing | None) -> tuple[sources.Dataset
                for split in (o.train_split, o.eval_split))
 
 
-def _tfds(o: SplitOptions, pre: Preprocessing | None) -> tuple[sources.Dataset, ...]:
+def _tfds(o: DataSettings, pre: Preprocessing | None) -> tuple[sources.Dataset, ...]:
   train, test = (sources.load(o.dataset, split, o.data_dir, crop=o.crop, resize=o.resize)
                  for split in (o.train_split, o.eval_split))
   if o.in_memory:  # splits too big to decode into memory stay on disk
@@ -53,7 +70,7 @@ def _tfds(o: SplitOptions, pre: Preprocessing | None) -> tuple[sources.Dataset, 
   return train, test
 
 
-def open_splits(o: SplitOptions, preprocessing: Preprocessing | None = None
+def open_splits(o: DataSettings, preprocessing: Preprocessing | None = None
                 ) -> tuple[sources.Dataset, sources.Dataset]:
   """The train and eval splits (train cut to ``train_per_class`` if set); an empty one is a
   ``UserError`` naming it."""

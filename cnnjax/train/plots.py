@@ -1,18 +1,22 @@
-"""A PNG of the training curves (loss and top-1, train and eval) from metrics.jsonl."""
+"""A PNG of the training curves (loss and top-1, train and eval) from metrics.jsonl.
+
+Drawn on a ``Figure`` with its own Agg canvas: no pyplot, and the process's matplotlib backend
+is left as it was (importing this module changes nothing).
+"""
 
 from __future__ import annotations
 
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
-
-from cnnjax.train.writers import read_metrics  # pylint: disable=wrong-import-position
+from cnnjax import files
 
 
 def curves(metrics_path: str, out_path: str, title: str = "") -> None:
-  rows = read_metrics(metrics_path)
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  rows = files.read_jsonl(metrics_path)
+  fig = Figure(figsize=(10, 4))
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, 2)
   for ax, metric in zip(axes, ("loss", "top1")):
     for split, style in (("train", "-"), ("eval", "o-")):
       key = f"{split}/{metric}"
@@ -27,4 +31,3 @@ def curves(metrics_path: str, out_path: str, title: str = "") -> None:
     fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(out_path, dpi=100)
-  plt.close(fig)

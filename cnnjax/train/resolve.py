@@ -3,7 +3,7 @@
 ``resolve(config)`` is the one place that reads a ConfigDict. It validates the config, opens
 the data splits (prepared for pretrained weights' preprocessing when ``config.init_from`` names
 converted weights), builds the model and the optimizer once, traces the model's init abstractly
-and derives the step plan. It writes nothing and compiles nothing; every bad input is one
+and derives the step counts. It writes nothing and compiles nothing; every bad input is one
 ``UserError``. Training, evaluation, ``inspect`` and sweeps all start from its ``Run``.
 """
 
@@ -30,46 +30,32 @@ from cnnjax.transfer import finetune, merge, pretrained
 
 
 @dataclasses.dataclass(frozen=True)
-class LoopOptions:
-  """What the loop reads besides the objects: the config's keys, read once."""
-
-  seed: int
-  batch_size: int
-  eval_batch_size: int
-  num_threads: int
-  max_shift: int
-  flip: bool
-  label_smoothing: float
-  train_mode: bool  # False for a linear probe: BatchNorm keeps the loaded statistics
-  log_every_steps: int
-  steps_per_call: int
-  checkpoint_every_steps: int
-  keep_checkpoints: int
-  init_from: str | None
-  init_skip: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True)
 class Run:
-  """Everything a run needs, resolved and checked from the config."""
+  """Everything a run needs, resolved and checked from the config, once: the loop, the
+  pipeline, evaluation and the checkpoints read it (and nothing else of the config)."""
 
   name: str  # the model's registry name, for titles
-  dataset: str
   config: Mapping[str, Any]  # the config as JSON values: config.json, and what resume compares
-  options: LoopOptions
+  seed: int  # the model's init and dropout streams (the data's order: ``data.seed``)
+  data: splits.DataSettings  # the splits, batch sizes, augmentations, reader threads
+  steps: config_lib.Steps  # durations and when to log, evaluate, save; steps per call
   mesh: jax.sharding.Mesh
   model: nn.Module
   spec: models.ModelSpec
   train_data: sources.Dataset
   eval_data: sources.Dataset
-  plan: config_lib.Plan
   schedule: optax.Schedule
   tx: optax.GradientTransformation
+  label_smoothing: float
+  train_mode: bool  # False for a linear probe: BatchNorm keeps the loaded statistics
   input_fn: Any
   input_shape: tuple[int, int, int, int]
   variables: Any  # the model's variables as shapes (``jax.ShapeDtypeStruct``)
   heads: frozenset[str]  # parameter paths that depend on num_classes
   frozen: frozenset[str]  # top-level modules that don't train
+  init_from: str | None
+  init_skip: tuple[str, ...]
+  keep_checkpoints: int
 
 
 def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -102,26 +88,6 @@ def _pretrained_preprocessing(config) -> Preprocessing | None:
   return Preprocessing.from_json(info["preprocessing"])
 
 
-def _split_options(config) -> splits.SplitOptions:
-  d = config.data
-  return splits.SplitOptions(
-      dataset=config.dataset, train_split=d.train_split, eval_split=d.eval_split,
-      data_dir=d.data_dir, image_size=d.image_size, crop=d.crop, resize=d.resize,
-      channels=d.channels, train_per_class=d.train_per_class, val_fraction=d.val_fraction,
-      in_memory=d.in_memory, seed=config.seed)
-
-
-def _input_size(spec: models.ModelSpec, native: int, requested: int | None) -> int:
-  if requested is not None:
-    if requested < spec.min_input_size:
-      raise UserError(f"config.data.image_size={requested} is below {spec.name}'s minimum "
-                      f"input size {spec.min_input_size}.")
-    return requested
-  if spec.min_input_size == spec.input_size:  # a fixed-size model (LeNet-5)
-    return spec.input_size
-  return max(native, spec.min_input_size)
-
-
 def check_model_input(model: nn.Module, shape: tuple[int, ...]) -> dict:
   """The model's variables as shapes, traced abstractly (no compile, no weights).
 
@@ -136,18 +102,6 @@ def check_model_input(model: nn.Module, shape: tuple[int, ...]) -> dict:
                     f"{str(e).splitlines()[0]}") from None
 
 
-def _loop_options(config) -> LoopOptions:
-  return LoopOptions(
-      seed=config.seed, batch_size=config.batch_size, eval_batch_size=config.eval_batch_size,
-      num_threads=config.data.num_threads, max_shift=config.data.max_shift,
-      flip=config.data.flip, label_smoothing=config.label_smoothing,
-      train_mode=config.finetune.mode != "linear_probe",
-      log_every_steps=config.log_every_steps, steps_per_call=config.steps_per_call,
-      checkpoint_every_steps=config.checkpoint_every_steps,
-      keep_checkpoints=config.keep_checkpoints, init_from=config.init_from,
-      init_skip=tuple(config.init_skip))
-
-
 def resolve(config: ml_collections.ConfigDict,
             devices: Sequence[jax.Device] | None = None) -> Run:
   """Resolves and checks the whole run: no file is written, nothing is compiled."""
@@ -156,7 +110,8 @@ def resolve(config: ml_collections.ConfigDict,
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)
   pre = _pretrained_preprocessing(config)
-  train_data, eval_data = splits.open_splits(_split_options(config), pre)
+  data = splits.DataSettings.from_config(config)
+  train_data, eval_data = splits.open_splits(data, pre)
   config_lib.check_against_data(config, train_data.image_shape)
   spec = models.get_spec(config.model)
   if config.num_classes is not None and config.num_classes < train_data.num_classes:
@@ -164,24 +119,25 @@ def resolve(config: ml_collections.ConfigDict,
                     f"{train_data.num_classes} classes of {config.dataset}.")
   num_classes = config.num_classes or train_data.num_classes
   model = models.create(config.model, num_classes=num_classes, **config.model_options)
-  size = _input_size(spec, train_data.image_shape[0], config.data.image_size or (
+  size = spec.input_size_for(train_data.image_shape[0], config.data.image_size or (
       pre.crop if pre else None))
   channels = config.data.channels or spec.channels
   input_fn = functools.partial(transforms.to_model_input, size=size, channels=channels,
                                mean=train_data.mean, std=train_data.std)
   shape = (1, size, size, channels)
   variables = check_model_input(model, shape)
-  plan = config_lib.plan(config, len(train_data))
+  steps = config_lib.Steps.from_config(config, len(train_data))
   heads = _heads(config, model, shape)
   ft = config.finetune
   frozen = frozenset(finetune.frozen_modules(variables["params"], ft.mode, heads,
                                              ft.freeze_until))
-  schedule, tx = _optimizer(config, plan, variables["params"], frozen)
-  return Run(name=config.model, dataset=config.dataset, config=as_json,
-             options=_loop_options(config), mesh=mesh, model=model, spec=spec,
-             train_data=train_data, eval_data=eval_data, plan=plan, schedule=schedule, tx=tx,
-             input_fn=input_fn, input_shape=shape, variables=variables, heads=heads,
-             frozen=frozen)
+  schedule, tx = _optimizer(config, steps, variables["params"], frozen)
+  return Run(name=config.model, config=as_json, seed=config.seed, data=data, steps=steps,
+             mesh=mesh, model=model, spec=spec, train_data=train_data, eval_data=eval_data,
+             schedule=schedule, tx=tx, label_smoothing=config.label_smoothing,
+             train_mode=ft.mode != "linear_probe", input_fn=input_fn, input_shape=shape,
+             variables=variables, heads=heads, frozen=frozen, init_from=config.init_from,
+             init_skip=tuple(config.init_skip), keep_checkpoints=config.keep_checkpoints)
 
 
 def _heads(config, model: nn.Module, shape) -> frozenset[str]:
@@ -191,11 +147,11 @@ def _heads(config, model: nn.Module, shape) -> frozenset[str]:
   return frozenset(merge.head_paths(model, shape))
 
 
-def _optimizer(config, plan: config_lib.Plan, params, frozen: frozenset[str]):
+def _optimizer(config, steps: config_lib.Steps, params, frozen: frozenset[str]):
   """The schedule and the optimizer; frozen layers and LR multipliers become optax partitions."""
   o, s = config.optimizer, config.schedule
-  schedule = optim.schedule(s.name, base_lr=o.learning_rate, total_steps=plan.total_steps,
-                            warmup_steps=plan.warmup_steps, decay_steps=plan.decay_steps,
+  schedule = optim.schedule(s.name, base_lr=o.learning_rate, total_steps=steps.total_steps,
+                            warmup_steps=steps.warmup_steps, decay_steps=steps.decay_steps,
                             decay_factor=s.decay_factor, final_lr_fraction=s.final_lr_fraction)
 
   def make(multiplier: float) -> optax.GradientTransformation:

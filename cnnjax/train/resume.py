@@ -13,16 +13,14 @@ run's config as JSON values, ``resolve.Run.config``):
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 import jax
-from flax import traverse_util
 
-from cnnjax import checkpoint
+from cnnjax import checkpoint, config as config_lib, files
 from cnnjax.errors import UserError
 
 # What a resumed run must share with the run that wrote the checkpoint: the data order (dataset,
@@ -43,18 +41,17 @@ STATE_KEYS = {
 }
 
 
-def _flat(tree: dict) -> dict[str, Any]:
+def _flat(config: Mapping[str, Any]) -> dict[str, Any]:
   """A config as JSON → ``{'optimizer.name': ...}``, the dotted keys of ``--config.x=y``."""
-  return traverse_util.flatten_dict(tree, sep=".")
+  return {k: config_lib.get_key(config, k) for k in config_lib.leaf_keys(config)}
 
 
 def saved_config(workdir: str) -> dict[str, Any] | None:
   """The flattened ``config.json`` of the run in ``workdir``, if it has one."""
-  path = os.path.join(workdir, "config.json")
+  path = os.path.join(workdir, files.CONFIG)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return _flat(json.load(f))
+  return _flat(files.read_json(path))
 
 
 def _changed(old: dict[str, Any], config: Mapping[str, Any]) -> dict[str, tuple]:

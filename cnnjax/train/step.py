@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from cnnjax.data import augment
+from cnnjax.data import augment as augment_lib
 from cnnjax.train import metrics
 from cnnjax.train.state import TrainState
 
@@ -20,10 +20,11 @@ Batch = dict[str, jax.Array]
 def train_step(state: TrainState, batch: Batch, key: jax.Array, *, model: nn.Module,
                tx: optax.GradientTransformation, input_fn: Callable[[jax.Array], jax.Array],
                label_smoothing: float = 0.0, aux_loss_weight: float = 0.0,
-               train_mode: bool = True, frozen: frozenset[str] = frozenset()
+               train_mode: bool = True, frozen: frozenset[str] = frozenset(),
+               augment: augment_lib.Augment = augment_lib.NONE
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One SGD step on ``batch``; dropout draws from ``fold_in(key, step)``. A batch with
-  ``shift`` and ``flip`` (the training stream's draws) is shifted and flipped first.
+  """One SGD step on ``batch``; dropout draws from ``fold_in(key, step)``. ``augment`` is
+  applied first, from the draws the training stream put in ``batch``.
 
   The loss is the mean cross-entropy plus ``aux_loss_weight`` times that of each auxiliary head
   (GoogLeNet, Inception v3). ``train_mode=False`` runs the model in inference mode (BatchNorm on
@@ -31,10 +32,7 @@ def train_step(state: TrainState, batch: Batch, key: jax.Array, *, model: nn.Mod
   top-level modules are kept as they were. Returns the new state and metric sums of the main
   head.
   """
-  images = batch["image"]
-  if "shift" in batch:  # the pipeline's augmentation draws (cnnjax.data.pipeline)
-    images = augment.shift_and_flip(images, batch["shift"], batch["flip"])
-  x, labels = input_fn(images), batch["label"]
+  x, labels = input_fn(augment.apply(batch["image"], batch)), batch["label"]
   dropout_key = jax.random.fold_in(key, state.step)
 
   def loss_fn(params):

@@ -12,37 +12,19 @@ import numbers
 import os
 import sys
 import time
-from typing import Any
 
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-METRICS_FILE = "metrics.jsonl"
+from cnnjax import files
 
 
 def truncate_after(path: str, step: int) -> None:
-  """Drops lines logged after ``step`` (a resumed run logs those steps again)."""
+  """Drops lines logged after ``step`` (a resumed run logs those steps again), and torn ones."""
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    kept = [line for line in f if _step_of(line) is not None and _step_of(line) <= step]
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.writelines(kept)
-  os.replace(tmp, path)
-
-
-def _step_of(line: str) -> int | None:
-  """The step of a metrics line; None for a blank or torn one (a crash mid-write)."""
-  try:
-    return json.loads(line)["step"]
-  except (json.JSONDecodeError, KeyError, TypeError):
-    return None
-
-
-def read_metrics(path: str) -> list[dict[str, Any]]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  kept = [row for row in files.read_jsonl(path) if row.get("step", step + 1) <= step]
+  files.write_atomic(path, "".join(json.dumps(row, allow_nan=False) + "\n" for row in kept))
 
 
 def json_line(step: int, scalars: dict[str, float]) -> str:
@@ -58,12 +40,16 @@ def json_line(step: int, scalars: dict[str, float]) -> str:
 
 
 class MetricWriter:
-  """Writes scalar metrics per step to JSON lines and TensorBoard, and reports progress."""
+  """Writes scalar metrics per step to JSON lines and TensorBoard, and reports progress.
+
+  On a terminal the bar's text is the newest ``train/`` line's loss and images/s (kept while the
+  bar moves between log lines; tqdm adds the step and the ETA), and every other line (evaluation)
+  is printed above the bar as it comes; otherwise each line is printed as it comes."""
 
   def __init__(self, workdir: str, *, total_steps: int, start_step: int, enabled: bool = True,
                stream=None):
     self.enabled = enabled
-    self.path = os.path.join(workdir, METRICS_FILE)
+    self.path = os.path.join(workdir, files.METRICS)
     self.total_steps = total_steps
     self.stream = stream or sys.stderr
     self.bar = None
@@ -87,16 +73,22 @@ class MetricWriter:
     for k, v in scalars.items():
       self.tb.add_scalar(k, v, step)
     self.tb.flush()
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
     if self.bar is None:
-      shown = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
       print(f"step {step}/{self.total_steps} {self._eta(step)} {shown}", file=self.stream,
             flush=True)
+    elif "train/loss" in scalars:
+      self.progress(step)
+      rate = scalars.get("train/images_per_sec")
+      self.bar.set_postfix_str(f"loss={scalars['train/loss']:.4g}"
+                               + (f", img/s={rate:,.0f}" if rate is not None else ""))
+    else:
+      self.bar.write(f"step {step}/{self.total_steps} {shown}", file=self.stream)
 
-  def progress(self, step: int, **postfix: float) -> None:
-    """Moves the progress bar to ``step`` (no-op without a terminal)."""
-    if self.bar is not None:
+  def progress(self, step: int) -> None:
+    """Moves the progress bar to ``step`` (no-op without a terminal); its text stays."""
+    if self.bar is not None and step != self.bar.n:
       self.bar.update(step - self.bar.n)
-      self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
 
   def _eta(self, step: int) -> str:
     t0, s0 = self._start

@@ -1,4 +1,5 @@
-"""The grain pipelines: seeded order, exact resume, process sharding, exact evaluation."""
+"""The grain pipelines: seeded order, exact resume, process sharding, exact evaluation; the
+augmentation record (``augment.Augment``) they draw for and the step applies."""
 
 import jax
 import numpy as np
@@ -43,11 +44,12 @@ def test_same_seed_same_batches_other_seed_other_batches(train):
 
 
 def test_resume_from_iterator_state_gives_the_same_batches(train):
-  stream = pipeline.train_stream(train, global_batch=64, seed=5, max_shift=2, flip=True)
+  both = augment.Augment(max_shift=2, flip=True)
+  stream = pipeline.train_stream(train, global_batch=64, seed=5, augment=both)
   _take(stream, 70)  # crosses the epoch boundary at 62.5 batches
   state = stream.get_state()
   expected = _take(stream, 3)
-  resumed = pipeline.train_stream(train, global_batch=64, seed=5, max_shift=2, flip=True)
+  resumed = pipeline.train_stream(train, global_batch=64, seed=5, augment=both)
   resumed.set_state(state)
   for x, y in zip(expected, _take(resumed, 3)):
     for key in ("image", "label", "shift", "flip"):
@@ -55,7 +57,8 @@ def test_resume_from_iterator_state_gives_the_same_batches(train):
 
 
 def test_groups_stack_the_streams_batches_and_resume_from_its_state(train):
-  options = dict(global_batch=16, seed=4, max_shift=2, flip=True, rows=np.arange(4, 12))
+  options = dict(global_batch=16, seed=4, augment=augment.Augment(max_shift=2, flip=True),
+                 rows=np.arange(4, 12))
   batches = _take(pipeline.train_stream(train, **options), 12)
   stacked = lambda lo, hi: {k: np.stack([b[k] for b in batches[lo:hi]]) for k in batches[0]}
   groups = pipeline.TrainGroups(train, size=4, **options)
@@ -154,3 +157,37 @@ def test_to_model_input_resizes_tiles_and_normalises():
   x = transforms.to_model_input(images, size=16, channels=3, mean=(0.5,), std=(0.25,))
   assert x.shape == (2, 16, 16, 3)
   np.testing.assert_allclose(np.asarray(x), 2.0, rtol=1e-6)
+
+
+def test_augment_reads_the_config_keys_of_its_fields():
+  from cnnjax import config as config_lib  # pylint: disable=import-outside-toplevel
+  c = config_lib.defaults()
+  assert augment.Augment.from_config(c.data) == augment.NONE
+  assert not augment.NONE.active
+  c.data.max_shift, c.data.flip = 3, True
+  assert augment.Augment.from_config(c.data) == augment.Augment(max_shift=3, flip=True)
+
+
+def test_augment_draws_from_the_generator_of_seed_and_batch():
+  rows = np.array([1, 3])
+  draws = augment.Augment(max_shift=1, flip=True).draw(seed=7, batch=2, global_batch=4,
+                                                       rows=rows)
+  rng = np.random.default_rng([7, 1, 2])  # the stream's generator for batch 2: shifts, then flips
+  shifts = rng.integers(0, 3, size=(4, 2)) - 1
+  flips = rng.random(4) < 0.5
+  np.testing.assert_array_equal(draws["shift"], shifts[rows])
+  np.testing.assert_array_equal(draws["flip"], flips[rows])
+  assert draws["shift"].dtype == np.int32 and draws["flip"].dtype == bool
+  shift_only = augment.Augment(max_shift=1).draw(seed=7, batch=2, global_batch=4, rows=rows)
+  np.testing.assert_array_equal(shift_only["shift"], shifts[rows])  # the same shifts
+  assert not shift_only["flip"].any()
+  assert augment.NONE.draw(seed=7, batch=2, global_batch=4, rows=rows) == {}
+
+
+def test_augment_applies_the_draws_in_the_batch():
+  images = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 1)
+  batch = {"shift": np.array([[0, 1], [0, 0]], np.int32), "flip": np.array([False, True])}
+  out = np.asarray(augment.Augment(max_shift=1, flip=True).apply(images, batch))
+  np.testing.assert_array_equal(out[0, :, :, 0], [[0, 0, 1], [0, 3, 4], [0, 6, 7]])
+  np.testing.assert_array_equal(out[1, :, :, 0], [[11, 10, 9], [14, 13, 12], [17, 16, 15]])
+  assert augment.NONE.apply(images, {}) is images

@@ -1,5 +1,7 @@
 """The transfer demo's plumbing, at a size that runs in seconds (the real numbers are the README's)."""
 
+import pytest
+
 from experiments import transfer_demo as demo
 
 
@@ -22,6 +24,7 @@ def test_demo_runs_every_mode_and_tabulates(tmp_path, data_dir, monkeypatch):
   assert text.count("\n") == 5 and "± " in text
 
 
+@pytest.mark.e2e
 def test_demo_without_workdir_is_one_line_and_exit_2():
   import os
   import subprocess

@@ -9,7 +9,7 @@ import pytest
 
 from cnnjax import checkpoint, config as config_lib
 from cnnjax.errors import UserError
-from cnnjax.train import loop, resolve
+from cnnjax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,13 +21,7 @@ def tiny_config(data_dir, **overrides):
   c.log_every_steps = 10
   c.eval_every_epochs = 0.0
   c.checkpoint_every_steps = 30
-  for k, v in overrides.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return c
+  return config_lib.with_values(c, overrides)
 
 
 def test_lenet_learns_and_writes_everything(tmp_path, data_dir):
@@ -68,32 +62,6 @@ def test_resuming_with_another_batch_size_is_refused(tmp_path, data_dir):
   with pytest.raises(UserError, match=r"config.batch_size=128, not 64: resuming needs the same"):
     loop.train(tiny_config(data_dir, num_steps=20, batch_size=64), str(tmp_path),
                devices=jax.devices()[:1])
-
-
-def test_more_classes_in_the_data_than_in_the_head_is_refused(tmp_path, data_dir):
-  with pytest.raises(UserError, match=r"config.num_classes=5 is smaller than the 10 classes"):
-    resolve.resolve(tiny_config(data_dir, num_classes=5), devices=jax.devices()[:1])
-
-
-def test_empty_split_and_bad_channels(tmp_path, data_dir):
-  c = tiny_config(data_dir)
-  c.data.eval_split = "test[:0]"
-  with pytest.raises(UserError, match=r"split 'test\[:0\]' of mnist5k"):
-    resolve.resolve(c, devices=jax.devices()[:1])
-  c = tiny_config(data_dir)
-  c.data.channels = 2
-  with pytest.raises(UserError, match="config.data.channels must be 1 or 3"):
-    resolve.resolve(c, devices=jax.devices()[:1])
-
-
-@pytest.mark.parametrize("step,expected", [(0, 4), (8, 2), (9, 1), (10, 2), (13, 2), (16, 4),
-                                           (28, 2), (58, 2)])
-def test_a_call_stops_at_every_logging_eval_and_save_step(step, expected):
-  # every 10 (logging), 15 (evaluation), 30 (saving); 60 steps in all; a call stays in one
-  # group of 4 batches
-  assert loop.steps_in_call(step, 60, 4, (10, 15, 30)) == expected
-  assert loop.steps_in_call(step, 60, 1, (10, 15, 30)) == 1
-  assert loop.steps_in_call(58, 60, 4, (10, 0, 100)) == 2  # 0: never (no evaluation)
 
 
 def test_steps_per_call_trains_the_same_run(tmp_path, data_dir):

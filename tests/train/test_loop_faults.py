@@ -20,8 +20,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cnnjax import checkpoint
-from cnnjax.train import stopping
 from tests.test_launch import ROOT, launch, tiny
+
+pytestmark = pytest.mark.e2e  # each test runs launch.py
 
 STEPS = ("--config.num_steps=60", "--config.checkpoint_every_steps=20")
 
@@ -130,16 +131,6 @@ def test_signal_saves_at_that_step_and_the_rerun_is_bit_identical(tmp_path, data
   assert rows(tmp_path) == rows(straight)  # every logged loss and accuracy, bit for bit
   for name in ("metrics.jsonl", "config.json"):
     strict_json(os.path.join(tmp_path, name))
-
-
-def test_stop_request_records_the_first_signal_and_ignores_the_next():
-  with stopping.StopRequest() as request:
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(0.01)  # Python runs handlers between bytecodes
-    os.kill(os.getpid(), signal.SIGINT)  # an impatient second signal: no KeyboardInterrupt
-    time.sleep(0.01)
-    assert request.signum == signal.SIGTERM
-  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
 
 
 def test_a_second_launch_on_a_busy_workdir_fails_at_once_naming_the_holder(tmp_path, data_dir):

@@ -24,6 +24,8 @@ import pytest
 
 from tests.test_launch import ROOT, launch
 
+pytestmark = pytest.mark.e2e  # processes started with launch.py
+
 STEPS = 30
 ARGS = ("--config=experiments/lenet_mnist.py", f"--config.num_steps={STEPS}",
         "--config.log_every_steps=10", "--config.checkpoint_every_steps=10",

@@ -45,14 +45,6 @@ def test_masked_sums_and_exact_average_over_batches():
   assert "eval/count" not in out
 
 
-def test_resume_truncation_survives_a_torn_line(tmp_path):
-  from cnnjax.train import writers
-  path = tmp_path / "metrics.jsonl"
-  path.write_text('{"step": 1, "a": 1}\n{"step": 5, "a": 2}\n{"step": 9, "a"')
-  writers.truncate_after(str(path), 5)
-  assert [r["step"] for r in writers.read_metrics(str(path))] == [1, 5]
-
-
 def test_non_finite_rows_are_misses_for_top1_and_topk():
   nan, inf = float("nan"), float("inf")
   logits = jnp.array([[nan, nan, nan, nan],  # all NaN: rank 0 without the guard

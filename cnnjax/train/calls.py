@@ -1,0 +1,81 @@
+"""The compiled calls of a run: several train steps in one call, with the metric window's sums
+kept on the devices, and the eval step.
+
+A call trains ``n`` steps of a stacked group of batches in a loop on the device and adds their
+metric sums to the window, the sums since the last log line (saved with every checkpoint, so a
+resumed run logs exactly what an uninterrupted one does).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax import checkpoint, parallel
+from cnnjax.train import metrics, step as step_lib
+from cnnjax.train.resolve import Run
+
+NONFINITE = "nonfinite_state"  # metric sums' count of steps that left a non-finite state
+WINDOW_KEYS = (*metrics.SUM_KEYS, NONFINITE)  # the train metric sums of a logging window
+
+
+def window_sums(mesh, values: dict[str, float] | None = None) -> dict[str, jax.Array]:
+  """A window's metric sums, replicated as the train call returns them (host scalars would have
+  another type and make the call trace and load a second program): zeros, made on the devices
+  with no transfer, or the ``values`` restored from a checkpoint (the same on every process)."""
+  if values:
+    return jax.device_put({k: np.float32(values[k]) for k in WINDOW_KEYS},
+                          parallel.replicated(mesh))
+  return _zeros(parallel.replicated(mesh))()  # fresh arrays each time: the call donates them
+
+
+@functools.lru_cache(maxsize=8)
+def _zeros(sharding):
+  return jax.jit(lambda: {k: jnp.zeros((), jnp.float32) for k in WINDOW_KEYS},
+                 out_shardings=sharding)
+
+
+def _checked_train_step(state, batch, key, window, **kwargs):
+  """``train_step``, its metric sums added to ``window`` (in the step: a separate call per step
+  cost LeNet-5 several percent on 2 cores), with whether the new state is finite, so no
+  non-finite state is saved."""
+  state, sums = step_lib.train_step(state, batch, key, **kwargs)
+  sums = {**sums, NONFINITE: 1.0 - checkpoint.all_finite(state).astype(jnp.float32)}
+  return state, {k: window[k] + sums[k] for k in WINDOW_KEYS}
+
+
+def _train_steps(state, batches, key, window, first, n, *, step):
+  """``n`` of the stacked ``batches`` (leading axis: ``steps_per_call``) from ``first`` on, one
+  ``step`` each, in a loop on the device; one compiled call, whatever ``first`` and ``n``."""
+  if len(batches["label"]) == 1:  # steps_per_call=1: the plain step
+    return step(state, jax.tree.map(lambda x: x[0], batches), key, window)
+
+  def body(i, carry):
+    state, window = carry
+    batch = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), batches)
+    return step(state, batch, key, window)
+
+  return jax.lax.fori_loop(first, first + n, body, (state, window))
+
+
+def compile_steps(run: Run):
+  """The jitted train and eval steps: batches sharded over ``data``, state replicated.
+
+  The train call is ``(state, batches, key, window, first, n) -> (state, window)``: ``batches``
+  stacks ``steps_per_call`` batches (a ``pipeline.TrainGroups`` group) of which it trains on
+  ``n`` from ``first`` on, and ``window`` are the metric sums it adds to (``window_sums``);
+  it donates the state and the window."""
+  rep, data = parallel.replicated(run.mesh), parallel.batch_sharding(run.mesh)
+  step = functools.partial(_checked_train_step, model=run.model, tx=run.tx, input_fn=run.input_fn,
+                           label_smoothing=run.label_smoothing,
+                           aux_loss_weight=run.spec.aux_loss_weight, train_mode=run.train_mode,
+                           frozen=run.frozen, augment=run.data.augment)
+  evaluate = functools.partial(step_lib.eval_step, model=run.model, input_fn=run.input_fn)
+  train = jax.jit(functools.partial(_train_steps, step=step),
+                  in_shardings=(rep, parallel.batch_sharding(run.mesh, 1), rep, rep, rep, rep),
+                  out_shardings=(rep, rep), donate_argnums=(0, 3))
+  evaluate = jax.jit(evaluate, in_shardings=(rep, data), out_shardings=rep)
+  return train, evaluate
