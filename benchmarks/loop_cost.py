@@ -22,8 +22,7 @@ from absl import app, flags
 
 from benchmarks import cases, jax_bench
 from cnnjax import config as config_lib, cpu, parallel
-from cnnjax.data import pipeline
-from cnnjax.train import loop
+from cnnjax.train import calls as call_lib, loop
 from cnnjax.train.resolve import resolve
 
 _CONFIG = flags.DEFINE_string("config", "experiments/lenet_mnist.py", "Experiment file.")
@@ -42,29 +41,27 @@ def _measure() -> None:
   config = config_lib.load(_CONFIG.value)
   if _STEPS_PER_CALL.value is not None:
     config.steps_per_call = _STEPS_PER_CALL.value
-  s = resolve(config)
-  o, k = s.options, s.options.steps_per_call
-  state = loop.init_state(s)
-  train_fn, _ = loop.compile_steps(s)
-  stream = pipeline.TrainGroups(s.train_data, global_batch=o.batch_size, seed=o.seed, size=k,
-                                max_shift=o.max_shift, flip=o.flip, num_threads=o.num_threads,
-                                rows=parallel.process_rows(s.mesh, o.batch_size))
+  run = resolve(config)
+  k, batch_size = run.steps.steps_per_call, run.data.batch_size
+  state = loop.init_state(run)
+  train_fn, _ = call_lib.compile_steps(run)
+  stream = loop.train_groups(run)
   key = jax.random.key(0)
-  fixed = parallel.to_global(stream.take(k)[1], s.mesh, 1)
+  fixed = parallel.to_global(stream.take(k)[1], run.mesh, 1)
   calls = max(_STEPS.value // k, 1)
 
   def images_per_sec(real: bool) -> float:
     nonlocal state
-    window = loop.window_sums(s.mesh)
+    window = call_lib.window_sums(run.mesh)
     jax.block_until_ready(state)
     start = time.perf_counter()
     for _ in range(calls):
-      batches = parallel.to_global(stream.take(k)[1], s.mesh, 1) if real else fixed
+      batches = parallel.to_global(stream.take(k)[1], run.mesh, 1) if real else fixed
       state, window = train_fn(state, batches, key, window, np.int32(0), np.int32(k))
     jax.block_until_ready(state)
-    return calls * k * o.batch_size / (time.perf_counter() - start)
+    return calls * k * batch_size / (time.perf_counter() - start)
 
-  case = cases.parse(f"{s.name}@{s.input_shape[1]}", batch=o.batch_size)
+  case = cases.parse(f"{run.name}@{run.input_shape[1]}", batch=batch_size)
   harness_step, harness_state, harness_batch, harness_key = jax_bench.compiled_train_step(case)
 
   def harness_images_per_sec() -> float:
@@ -74,14 +71,14 @@ def _measure() -> None:
     for _ in range(calls * k):
       harness_state, _ = harness_step(harness_state, harness_batch, harness_key)
     jax.block_until_ready(harness_state)
-    return calls * k * o.batch_size / (time.perf_counter() - start)
+    return calls * k * batch_size / (time.perf_counter() - start)
 
   images_per_sec(False), images_per_sec(True), harness_images_per_sec()  # warm up
   rounds = [(images_per_sec(False), images_per_sec(True), harness_images_per_sec())
             for _ in range(_PAIRS.value)]
   median = statistics.median
   ratios = [real / fixed for fixed, real, _ in rounds]
-  print(f"{s.name}, batch {o.batch_size}, steps_per_call={k}: fixed batch "
+  print(f"{run.name}, batch {batch_size}, steps_per_call={k}: fixed batch "
         f"{median(r[0] for r in rounds):,.0f} img/s, the loop's path "
         f"{median(r[1] for r in rounds):,.0f} img/s, ratio {median(ratios):.3f}"
         f" (pairs: {' '.join(f'{r:.2f}' for r in ratios)}); the harness's step "

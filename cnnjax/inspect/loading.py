@@ -80,7 +80,7 @@ def load_training_run(directory: str, data_dir: str | None = None) -> Inspectabl
   # Imported here: the loop's modules (its plots) aren't needed to draw pictures of arrays.
   from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
   run = resolve.resolve(config, devices=jax.devices()[:1])
-  mgr = checkpoint.manager(os.path.join(directory, "checkpoints"), keep=run.options.keep_checkpoints)
+  mgr = checkpoint.manager(os.path.join(directory, "checkpoints"), keep=run.keep_checkpoints)
   restored = checkpoint.restore_newest(mgr, loop.abstract_state(run), set_aside=False)
   mgr.close()
   if restored is None:
