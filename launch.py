@@ -6,8 +6,9 @@
 
 Bad input (an unknown model, dataset or config key, a wrong type, a missing file, a workdir that
 can't be written, ...) ends with one line ``error: ...`` on stderr and exit code 2; a run that
-fails (diverged, a checkpoint save failed) with one ``error:`` line and exit code 3; SIGTERM or
-SIGINT save a checkpoint at the current step, print how to resume and exit with 128 + signal.
+fails (diverged, a checkpoint save failed) with one ``error:`` line and exit code 3; SIGTERM,
+SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 (Slurm's warnings) save a checkpoint at the current step,
+print how to resume and exit with 128 + signal.
 
 Several processes (here 2 on one machine; add ``--distributed_timeout_s`` to wait less than 300 s
 for the others, a missing one ends with one line and exit code 3):

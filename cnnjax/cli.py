@@ -159,7 +159,7 @@ def reported() -> Iterator[None]:
     yield
   except UserError as e:
     fail(str(e))
-  except Stopped as e:  # SIGTERM/SIGINT: the checkpoint is saved
+  except Stopped as e:  # a stop signal (stopping.SIGNALS): the checkpoint is saved
     print(str(e), file=sys.stderr)
     sys.exit(128 + e.signum)
   except KeyboardInterrupt:  # Ctrl-C outside training (evaluation, start-up): nothing to save

@@ -6,7 +6,7 @@ launch.py turns them into one line on stderr and an exit code, never a deep JAX 
 |---|---|---|
 | ``UserError`` | 2 | bad input: the message names the bad value and the valid choices |
 | ``RunFailed`` | 3 | the run itself failed (diverged, a checkpoint save failed, a peer never came) |
-| ``Stopped`` | 128 + signal | SIGTERM/SIGINT: a checkpoint was saved; rerun the same command |
+| ``Stopped`` | 128 + signal | SIGTERM, SIGINT, SIGHUP, SIGUSR1/2: a checkpoint was saved; rerun the same command |
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
-"""Stopping cleanly on SIGTERM / SIGINT: finish the call, save, exit 128 + signal.
+"""Stopping cleanly on every signal a scheduler or a terminal sends: finish the call, save,
+exit 128 + signal.
 
-Schedulers (Slurm, Kubernetes, cloud TPU/GPU VMs) preempt with SIGTERM and Ctrl-C sends SIGINT.
+Schedulers (Kubernetes, cloud TPU/GPU VMs, Slurm's ``scancel``) preempt with SIGTERM; Slurm warns
+before a time limit or a preemption with SIGUSR2 or SIGUSR1 (``--signal``; submitit asks for
+USR2), sent to every process of the job step; a closed terminal or a dropped ssh connection sends
+SIGHUP; Ctrl-C sends SIGINT. Each of them is a request to stop with a checkpoint, never a reason
+to die without one.
 ``StopRequest`` replaces the default handlers for the duration of a run: a signal only records
 itself, the loop finishes the compiled call it is in (one step, or up to ``steps_per_call``),
 saves a checkpoint at the step it ends on and stops. Further
@@ -27,14 +32,14 @@ import numpy as np
 
 from cnnjax import parallel
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# What a run prints when signalled ({signal}: SIGTERM or SIGINT); a sweep passes its own.
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+# What a run prints when signalled ({signal}: the signal's name); a sweep passes its own.
 RUN_NOTICE = ("{signal}: finishing these steps, then saving a checkpoint (further signals are "
               "ignored until it is saved; kill -9 aborts).\n")
 
 
 class StopRequest:
-  """Records SIGTERM/SIGINT while installed (a context manager); ``signum`` is the first,
+  """Records the ``SIGNALS`` while installed (a context manager); ``signum`` is the first,
   announced on stderr with ``notice``; later ones are ignored."""
 
   def __init__(self, notice: str = RUN_NOTICE):

@@ -108,7 +108,8 @@ def wait_for_step(proc, workdir, step, timeout=300):
   raise TimeoutError(f"step {step} never logged")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
+                                    signal.SIGUSR2], ids=lambda s: signal.Signals(s).name)
 def test_signal_saves_at_that_step_and_the_rerun_is_bit_identical(tmp_path, data_dir, straight,
                                                                   signum):
   proc = start(tmp_path, data_dir)
