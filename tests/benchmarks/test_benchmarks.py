@@ -81,6 +81,7 @@ def run(*args):
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.e2e
 def test_side_by_side_command_end_to_end(tmp_path):
   pytest.importorskip("torch")
   out = tmp_path / "bench.json"
@@ -95,6 +96,7 @@ def test_side_by_side_command_end_to_end(tmp_path):
   assert all(r["train"]["images_per_s"] > 0 for r in results.values())
 
 
+@pytest.mark.e2e
 def test_jax_side_needs_only_jax_flax_optax():
   """As on a bare accelerator image: the data, config and PyTorch packages can't be imported."""
   blocked = ("grain", "tensorflow_datasets", "ml_collections", "tensorflow", "torch", "PIL",
@@ -125,6 +127,7 @@ def test_jax_side_needs_only_jax_flax_optax():
     ("profile_step", ["--model=lenet5@x"], "bad input size"),
     ("profile_step", ["--model=lenet5", "--batch=12"], "not divisible by the 8 devices"),
 ])
+@pytest.mark.e2e
 def test_bad_input_is_one_line_and_exit_2(tmp_path, script, args, message):
   done = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", *args,
                          *([f"--out={tmp_path / 'b.json'}"] if script == "run" else [])],
@@ -135,6 +138,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, script, args, message):
     assert done.stderr.strip().count("\n") == 0
 
 
+@pytest.mark.e2e
 def test_profile_lists_xla_ops_by_time():
   done = subprocess.run([sys.executable, "-m", "benchmarks.profile_step", "--model=lenet5",
                          "--batch=8", "--steps=2", "--top=5"], cwd=ROOT, capture_output=True,
@@ -148,6 +152,7 @@ def test_profile_lists_xla_ops_by_time():
   assert times == sorted(times, reverse=True) and times[0] > 0
 
 
+@pytest.mark.e2e
 def test_loop_cost_times_the_loops_path_against_a_fixed_batch():
   done = subprocess.run([sys.executable, "-m", "benchmarks.loop_cost", "--steps_per_call=4",
                          "--pairs=2", "--steps=8"], cwd=ROOT, capture_output=True, text=True,

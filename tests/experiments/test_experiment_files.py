@@ -44,6 +44,7 @@ def test_experiment_loads_and_validates(path, arg):
     assert smoke.dataset == "mnist5k" and smoke.num_steps <= 10
 
 
+@pytest.mark.e2e
 def test_bad_experiment_argument_is_one_line(tmp_path):
   done = launch("--config=experiments/vgg_imagenet.py:vgg16,smok", f"--workdir={tmp_path}")
   assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -57,6 +58,7 @@ SMOKE = [("lenet_mnist.py", None), ("alexnet_imagenet.py", "alexnet"),
          ("resnet_imagenet.py", "resnet18"), ("resnet_cifar.py", "resnet20")]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("path,arg", SMOKE, ids=[p for p, _ in SMOKE])
 def test_every_architecture_trains_on_the_embedded_data(tmp_path, data_dir, path, arg):
   spec = f"--config=experiments/{path}" + (f":{arg},smoke" if arg else "")

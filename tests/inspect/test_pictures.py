@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from matplotlib import image as mpimage
 
 from cnnjax.inspect import pictures
@@ -28,6 +29,7 @@ print(before, matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
 """
 
 
+@pytest.mark.e2e
 def test_drawing_leaves_the_backend_alone_and_writes_pngs(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="svg", JAX_PLATFORMS="cpu",
              CNNJAX_CPU_KERNELS="xla")
