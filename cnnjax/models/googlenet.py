@@ -109,7 +109,7 @@ class Inception(nn.Module):
     return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
 
-class InceptionAux(nn.Module):
+class GoogLeNetAux(nn.Module):
   """§5 auxiliary classifier: avg pool → 1×1 conv 128 → fc 1024 → act → dropout → fc."""
 
   num_classes: int
@@ -164,7 +164,7 @@ class GoogLeNet(layers.Options):
     return self._pool(3, "pool2")(x)
 
   def _aux(self, x, index: int, train: bool):
-    head = InceptionAux(self.num_classes, self.original, self.aux_dropout, self.activation,
+    head = GoogLeNetAux(self.num_classes, self.original, self.aux_dropout, self.activation,
                         self.negative_slope, self.dtype, name=f"aux{index}")
     logits = head(x, train)
     if train:
