@@ -19,7 +19,10 @@ COMMANDS = ("status", "report")
 
 def _load(directory: str):
   from cnnjax.sweep import store  # pylint: disable=import-outside-toplevel
-  record = store.read_sweep(directory)
+  try:
+    record = store.read_sweep(directory)
+  except store.Damaged as e:
+    fail(str(e))
   if record is None:
     fail(f"{directory!r} holds no {store.SWEEP_FILE}; give the --workdir of a sweep.")
   return record
