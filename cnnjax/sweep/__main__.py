@@ -1,7 +1,8 @@
 """``python -m cnnjax.sweep status|report DIR``: a sweep's state, or its whole report, rebuilt
 from the files in DIR (sweep.json and the runs' own files) without running anything.
 
-  status   one line per run (variant, seed, status, the final metric or the error) and counts
+  status   one line per run (variant, seed, status, the final metric or the error, and on Slurm
+           the run's array task and Slurm's state of it) and counts
   report   rewrites results.csv, summary.csv, summary.md, curves.png, final.png and the mean
            curves, and prints summary.md
 """
@@ -33,14 +34,30 @@ def status(directory: str) -> None:
   record = _load(directory)
   rows = results.collect(directory, record)
   metric = record.metric
+  jobs, states = _slurm(directory)
   for row in rows:
     value = row.finals.get(metric)
     shown = f"{metric}={value:.4f}" if value is not None else row.error or ""
-    print(f"{row.variant:30s} seed={row.seed:<4d} {row.status:8s} {shown}")
+    job = jobs.get("runs", {}).get(row.workdir)
+    slurm = f"slurm {job} {states.get(job, '')}".rstrip() + " " if job else ""
+    print(f"{row.variant:30s} seed={row.seed:<4d} {row.status:17s} {slurm}{shown}".rstrip())
   counts = collections.Counter(row.status for row in rows)
   print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f" of {len(rows)} runs")
   for workdir in record.removed:
     print(f"no longer in the sweep (kept): {workdir}")
+  if jobs.get("report"):
+    print(f"report job {jobs['report']}: {states.get(jobs['report'], 'ended')}")
+
+
+def _slurm(directory: str) -> tuple[dict, dict[str, str]]:
+  """DIR/slurm.json (the array, the report job, each run's task) and Slurm's state of each."""
+  from cnnjax.sweep import store  # pylint: disable=import-outside-toplevel
+  if not os.path.exists(os.path.join(directory, store.SLURM_FILE)):
+    return {}, {}
+  from cnnjax.sweep import slurm  # pylint: disable=import-outside-toplevel  # submitit
+  jobs = slurm.read_jobs(directory) or {}
+  ids = [*jobs.get("runs", {}).values(), *([jobs["report"]] if jobs.get("report") else [])]
+  return jobs, slurm.job_states(ids)
 
 
 def report(directory: str) -> None:

@@ -9,6 +9,7 @@ writes ``SweepRecord``, ``Trial`` and ``TrialResult``, never the dicts.
       result.json                written by the sweep when the child ends: status, the hash of
                                  the run's config, exit code, wall time, the error's last line
       claim.lock                 an OS ``flock`` held by whichever host runs it (gone with it)
+  DIR/slurm.json                 on Slurm: the array's and the report job's ids, each run's task
 
 A run is done when its result.json says ``done`` with the hash of the run's current config.
 """
@@ -37,6 +38,7 @@ SWEEP_FILE = "sweep.json"
 RESULT = "result.json"
 LOG = "log.txt"
 CLAIM = "claim.lock"
+SLURM_FILE = "slurm.json"  # written by slurm.py: {"array", "report", "runs": {workdir: job id}}
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections",
             "grain", "tensorflow-datasets", "submitit", "scipy")
 
