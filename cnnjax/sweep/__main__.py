@@ -37,7 +37,9 @@ def status(directory: str) -> None:
   jobs, states = _slurm(directory)
   for row in rows:
     value = row.finals.get(metric)
-    shown = f"{metric}={value:.4f}" if value is not None else row.error or ""
+    shown = (f"{metric}={value:.4f}" if value is not None else
+             f"exit {row.exit_code} (saved; resumes)" if row.status == "stopped" else
+             row.error or "" if row.status == "failed" else "")
     job = jobs.get("runs", {}).get(row.workdir)
     slurm = f"slurm {job} {states.get(job, '')}".rstrip() + " " if job else ""
     print(f"{row.variant:30s} seed={row.seed:<4d} {row.status:17s} {slurm}{shown}".rstrip())
