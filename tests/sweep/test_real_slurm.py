@@ -57,12 +57,25 @@ def wait_for(path, timeout=240):
     time.sleep(1)
 
 
+def wait_for_job(job, timeout=300):
+  """Slurm's final state of ``job`` once it has ended."""
+  from cnnjax.sweep import slurm  # pylint: disable=import-outside-toplevel  # submitit
+  deadline = time.time() + timeout
+  while (state := slurm.job_states([job]).get(job, "")) not in ENDED:
+    assert time.time() < deadline, f"job {job} still {state or 'unknown'}"
+    time.sleep(1)
+  return state
+
+
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
+
+
 def test_an_array_runs_to_the_end_and_writes_its_own_summary(cluster, tmp_path, data_dir):
   workdir = tmp_path / "sweep"
   jobs = submit(workdir, data_dir)
   assert sorted(jobs["runs"].values()) == [f"{jobs['array']}_{i}" for i in range(4)]
   assert "slurm " + jobs["runs"]["activation=relu/seed=0"] in status(workdir)
-  wait_for(workdir / "summary.md")  # written by the afterany job, no manual step
+  assert wait_for_job(jobs["report"]) == "COMPLETED"  # the afterany job: no manual step
   assert {r["status"] for r in read_csv(workdir / "results.csv")} == {"done"}
   assert "| activation=gelu |" in (workdir / "summary.md").read_text()
   assert (workdir / "final.png").exists() and (workdir / "curves.png").exists()
@@ -77,7 +90,7 @@ def test_usr2_from_slurm_saves_the_run_which_is_requeued_and_ends_done(cluster, 
   run_dir = workdir / "activation=elu" / "seed=0"
   wait_for(run_dir / "checkpoints" / "20")
   subprocess.run(["scancel", "--signal=USR2", jobs["runs"]["activation=elu/seed=0"]], check=True)
-  wait_for(workdir / "summary.md", timeout=300)
+  assert wait_for_job(jobs["report"]) == "COMPLETED"
   log = (run_dir / "log.txt").read_text()
   result = json.loads((run_dir / "result.json").read_text())
   assert result["status"] == "done" and attempts(run_dir) == 2, log[-3000:]
