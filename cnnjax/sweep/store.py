@@ -220,7 +220,8 @@ def write_sweep(sweep_dir: str, plan: SweepPlan, *, launch: str, config_spec: st
     old = read_sweep(sweep_dir)
   except Damaged as e:
     _rebuildable(sweep_dir, plan, str(e))
-    os.replace(os.path.join(sweep_dir, SWEEP_FILE), os.path.join(sweep_dir, SWEEP_FILE + ".damaged"))
+    path = os.path.join(sweep_dir, SWEEP_FILE)
+    os.replace(path, path + ".damaged")
     print(f"{e}; rebuilt it from {config_spec} (the runs' own files agree with it; the damaged "
           f"file is kept as {SWEEP_FILE}.damaged).", file=sys.stderr)
     old = None

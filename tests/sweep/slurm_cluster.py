@@ -63,7 +63,8 @@ def install() -> None:
   for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", *PACKAGES]):
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     if done.returncode != 0:
-      raise Unavailable(f"{' '.join(cmd)} failed: {(done.stderr.strip() or 'exit ' + str(done.returncode)).splitlines()[-1]}")
+      why = (done.stderr.strip() or f"exit {done.returncode}").splitlines()[-1]
+      raise Unavailable(f"{' '.join(cmd)} failed: {why}")
   if not all(os.path.exists(d) for d in DAEMONS):
     raise Unavailable("slurm-wlm/munge installed but a daemon is missing")
 

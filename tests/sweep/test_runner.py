@@ -18,11 +18,14 @@ SLOT = env.Slot({}, None, "test")
 
 def record_of(tmp_path, *scripts):
   """A sweep whose trial ``i`` runs ``python -c scripts[i]`` in its run directory."""
-  trials = tuple(
-      store.Trial(f"v={i}", 0, {"v": i}, f"{i:016d}", f"v={i}/seed=0",
-                  (sys.executable, "-c", f"import os, sys; os.chdir({str(tmp_path / f'v={i}/seed=0')!r}); {s}"))
-      for i, s in enumerate(scripts))
-  return store.SweepRecord(trials=trials, variants={f"v={i}": {"v": i} for i in range(len(scripts))},
+  def argv(i, script):
+    run_dir = str(tmp_path / f"v={i}" / "seed=0")
+    return (sys.executable, "-c", f"import os, sys; os.chdir({run_dir!r}); {script}")
+
+  trials = tuple(store.Trial(f"v={i}", 0, {"v": i}, f"{i:016d}", f"v={i}/seed=0", argv(i, s))
+                 for i, s in enumerate(scripts))
+  variants = {t.variant: {"v": i} for i, t in enumerate(trials)}
+  return store.SweepRecord(trials=trials, variants=variants,
                            metric="eval/top1", baseline="v=0", base_hash="b" * 16, config="x.py")
 
 
