@@ -151,6 +151,11 @@ class Cluster:
   def stop(self) -> None:
     """Stops the daemons this cluster started (by their pid files)."""
     subprocess.run(["scancel", "--user=root"], env=self.env, capture_output=True)
+    deadline = time.time() + 20  # let slurmd end the job steps: no slurmstepd left behind
+    while time.time() < deadline and subprocess.run(
+        ["squeue", "-h", "-t", "running,completing"], env=self.env, capture_output=True,
+        text=True).stdout.strip():
+      time.sleep(0.5)
     self._kill_pidfile("slurmd.pid")
     self._kill_pidfile("slurmctld.pid")
     if self._started_munge:
