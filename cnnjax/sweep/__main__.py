@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 import sys
 
 from cnnjax.cli import fail
@@ -38,7 +39,7 @@ def status(directory: str) -> None:
   for row in rows:
     value = row.finals.get(metric)
     shown = (f"{metric}={value:.4f}" if value is not None else
-             f"exit {row.exit_code} (saved; resumes)" if row.status == "stopped" else
+             _stopped(row.exit_code) if row.status == "stopped" else
              row.error or "" if row.status == "failed" else "")
     job = jobs.get("runs", {}).get(row.workdir)
     slurm = f"slurm {job} {states.get(job, '')}".rstrip() + " " if job else ""
@@ -49,6 +50,16 @@ def status(directory: str) -> None:
     print(f"no longer in the sweep (kept): {workdir}")
   if jobs.get("report"):
     print(f"report job {jobs['report']}: {states.get(jobs['report'], 'ended')}")
+
+
+def _stopped(code: int | None) -> str:
+  """How a stopped run ended: saved on a signal (exit 128 + s), or killed by one (exit -s, a
+  launch.py that did not handle it: it resumes from its last periodic checkpoint)."""
+  if code is None:
+    return ""
+  name = signal.Signals(abs(code) % 128).name
+  return (f"exit {code}: killed by {name}, resumes from its last checkpoint" if code < 0 else
+          f"exit {code}: saved on {name}, resumes")
 
 
 def _slurm(directory: str) -> tuple[dict, dict[str, str]]:

@@ -105,3 +105,10 @@ def test_sighup_stops_the_sweep_and_its_children_save(tmp_path):
   assert code == 128 + signal.SIGHUP, out
   assert store.read_result(run_dir).status == "stopped"
   assert "run the same command again" in out
+
+
+def test_status_says_how_a_stopped_run_ended():
+  from cnnjax.sweep import __main__ as sweep_main  # pylint: disable=import-outside-toplevel
+  assert sweep_main._stopped(140) == "exit 140: saved on SIGUSR2, resumes"
+  assert sweep_main._stopped(-12) == ("exit -12: killed by SIGUSR2, resumes from its last "
+                                      "checkpoint")
