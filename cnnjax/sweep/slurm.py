@@ -50,11 +50,13 @@ class Options:
   cpus_per_task: int | None = None
   array_parallelism: int = 256
   account: str | None = None
+  max_timeouts: int = 3  # submitit's max_num_timeout: requeues at the time limit
 
 
 def options_from_flags(flags) -> Options:
   return Options(flags.slurm_partition, flags.slurm_time_min, flags.slurm_gpus_per_task,
-                 flags.slurm_cpus_per_task, flags.slurm_array_parallelism, flags.slurm_account)
+                 flags.slurm_cpus_per_task, flags.slurm_array_parallelism, flags.slurm_account,
+                 flags.slurm_max_timeouts)
 
 
 class Task(submitit.helpers.Checkpointable):
@@ -112,7 +114,8 @@ def make_executor(sweep_dir: str, kind: str, options: Options):
     executor.update_parameters(timeout_min=options.time_min)
     return executor
   try:
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                                     slurm_max_num_timeout=options.max_timeouts)
   except RuntimeError as e:  # no srun/sbatch here
     raise UserError(f"--sweep_executor=slurm: {str(e).splitlines()[0]}") from None
   params = {"timeout_min": options.time_min, "name": "cnnjax-sweep",

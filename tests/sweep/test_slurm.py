@@ -103,3 +103,11 @@ def test_a_preempted_task_is_requeued_and_resumes(tmp_path, data_dir, monkeypatc
   assert "stopped by SIGTERM at step" in log and "resuming from step" in log
   assert attempts(run_dir) == 2
   assert "final eval/loss=" in log
+
+
+def test_the_requeues_at_the_time_limit_are_a_flag(tmp_path, monkeypatch):
+  (tmp_path / "srun").write_text("#!/bin/sh\nexit 0\n")
+  os.chmod(tmp_path / "srun", 0o755)
+  monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+  executor = slurm.make_executor(str(tmp_path), "slurm", slurm.Options(max_timeouts=7))
+  assert executor._executor.max_num_timeout == 7  # pylint: disable=protected-access
