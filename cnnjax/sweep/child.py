@@ -1,8 +1,10 @@
 """One run of a sweep as a child process: started, watched, stopped, and its result written.
 
 The child is ``python launch.py ...`` with exactly the flags a single run would get, so it has
-all of launch.py's behaviour: resume from the newest checkpoint, SIGTERM saves and exits 143,
-exit 2 for bad input and 3 for a failed run, one run per workdir (``run.lock``). Its stdout and
+all of launch.py's behaviour: resume from the newest checkpoint, a stop signal (SIGTERM, and a
+scheduler's warnings SIGUSR1/SIGUSR2/SIGHUP) saves and exits 128 + signal, exit 2 for bad input
+and 3 for a failed run, one run per workdir (``run.lock``). A run whose ``run.lock`` is held by a
+live process (an orphan of an earlier sweep, a run on another host) is not started. Its stdout and
 stderr are appended to ``log.txt`` in its workdir. The claim (``store.claim``) is held for the
 child's whole life by the process that started it, and released once its result.json is
 written.
@@ -16,16 +18,27 @@ import signal
 import subprocess
 import time
 
+from cnnjax import files
 from cnnjax.sweep import env as env_lib, store
 
-STOPPED = (128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT)
+# The signals that mean "stop and resume me" (Slurm warns with USR2/USR1 before a time limit or a
+# preemption, a closed terminal sends HUP): a child that exits 128 + one of them (it saved) or is
+# killed by one (an older launch.py that did not handle it) is stopped, never failed.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+STOPPED = frozenset(code for s in STOP_SIGNALS for code in (128 + s, -s))
+
+
+def lock_held(run_dir: str) -> bool:
+  """Whether a live process (here or on another host) trains in ``run_dir`` now."""
+  return files.is_locked(os.path.join(run_dir, files.RUN_LOCK))
 
 
 class Child:
   """A started trial; ``poll()`` returns its exit code once it ended (and writes result.json).
 
-  ``claimed`` is False when another process holds the trial's claim: nothing was started. Else
-  the claim is held (``self._held``) until the child has ended and its result is written."""
+  ``claimed`` is False when another process holds the trial's claim, ``elsewhere`` True when a
+  live process holds its ``run.lock``: in both cases nothing was started. Else the claim is held
+  (``self._held``) until the child has ended and its result is written."""
 
   def __init__(self, trial: store.Trial, sweep_dir: str, slot: env_lib.Slot, attempt: int = 1,
                cwd: str | None = None):
@@ -37,10 +50,14 @@ class Child:
     self.returncode: int | None = None  # set once, when the result is written
     self.started = time.time()
     self._held = contextlib.ExitStack()
+    self.elsewhere = False
     with contextlib.ExitStack() as claim:
       self.claimed = claim.enter_context(store.claim(self.run_dir))
       if not self.claimed:
         return  # released as the block ends
+      self.elsewhere = lock_held(self.run_dir)
+      if self.elsewhere:  # its child would fail with "workdir ... is in use by another run"
+        return
       self._start(cwd)  # a failed start releases the claim too
       self._held = claim.pop_all()
 

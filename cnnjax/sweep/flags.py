@@ -22,10 +22,13 @@ flags.DEFINE_integer("slurm_gpus_per_task", 0, "GPUs per task.")
 flags.DEFINE_integer("slurm_cpus_per_task", None, "CPUs per task.")
 flags.DEFINE_integer("slurm_array_parallelism", 256, "Tasks of the array running at once.")
 flags.DEFINE_string("slurm_account", None, "Slurm account.")
+flags.DEFINE_integer("slurm_max_timeouts", 3, "Times a task that reaches its time limit is "
+                     "requeued (each time it saves and resumes) before submitit gives up.")
 
 SWEEP_ONLY = ("sweep_workers", "sweep_runs_per_device", "sweep_dry_run", "sweep_retries",
               "sweep_executor", "slurm_partition", "slurm_time_min", "slurm_gpus_per_task",
-              "slurm_cpus_per_task", "slurm_array_parallelism", "slurm_account")
+              "slurm_cpus_per_task", "slurm_array_parallelism", "slurm_account",
+              "slurm_max_timeouts")
 FLAGS = flags.FLAGS
 
 

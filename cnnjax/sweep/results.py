@@ -35,7 +35,7 @@ class ResultRow:
   variant: str
   seed: int
   workdir: str
-  status: str  # done | running | failed | stopped | pending
+  status: str  # done | running | running elsewhere | failed | stopped | pending
   finals: Mapping[str, float] = dataclasses.field(default_factory=dict)  # done: final metrics
   params: int | None = None
   macs: int | None = None
@@ -108,14 +108,17 @@ def _model_facts(sweep_dir: str, variant: str, run_dir: str) -> dict[str, Any]:
 
 
 def status(run_dir: str, result: store.TrialResult | None, config_hash: str) -> str:
-  """done | running | failed | stopped (saved, to resume) | pending. A result of another
-  config (the point's config changed since) counts as none."""
+  """done | running | running elsewhere (its ``run.lock`` held by a process no sweep started:
+  an orphan of an earlier sweep, a run on another host) | failed | stopped (saved, to resume) |
+  pending. A result of another config (the point's config changed since) counts as none."""
   if result is not None and result.config_hash != config_hash:
     result = None
   if result is not None and result.status == "done":
     return "done"
   if store.is_claimed(run_dir):
     return "running"
+  if files.is_locked(os.path.join(run_dir, files.RUN_LOCK)):
+    return "running elsewhere"
   if result is not None and result.status in ("failed", "stopped"):
     return result.status
   return "pending"

@@ -2,9 +2,13 @@
 
 Finished runs (result.json ``done`` with the run's config hash) are skipped; unfinished ones
 resume from their checkpoints (the child does that); failed ones are retried up to
-``retries`` times; runs another process has claimed are left to it. SIGTERM/SIGINT to the sweep
-are passed on to the children as SIGTERM (each saves, as a single run does); the sweep waits for
-them and exits 128 + signal, and the same command carries on. results.csv is rewritten as each
+``retries`` times; runs another process has claimed are left to it; a run whose ``run.lock`` a
+live process holds (an orphan of an earlier sweep, a run on another host) is "running elsewhere":
+waited on, and started (resuming) once the lock frees. SIGTERM, SIGINT and SIGHUP (the terminal
+closed) to the sweep are passed on to the children as SIGTERM (each saves, as a single run does);
+the sweep waits for them and exits 128 + signal, and the same command carries on. A child that
+stops on its own signal (``child.STOPPED``: Slurm's USR1/USR2, a HUP) is resumed without using
+up a retry. results.csv is rewritten as each
 run ends, and the whole report (summary, plots, mean curves) at the end.
 """
 
@@ -12,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -29,7 +35,8 @@ class Progress:
   total: int
   done: int = 0
   failed: int = 0
-  elsewhere: int = 0
+  elsewhere: int = 0  # claimed by another process
+  waiting: int = 0  # run.lock held by a live process: running elsewhere, waited on
   walls: list[float] = dataclasses.field(default_factory=list)
 
   def line(self, running: int, pending: int, workers: int) -> str:
@@ -38,13 +45,28 @@ class Progress:
       left = sum(self.walls) / len(self.walls) * (pending + running / 2) / max(workers, 1)
       eta = f"{int(left // 60)}m{int(left % 60):02d}s"
     extra = f", {self.elsewhere} on other hosts" if self.elsewhere else ""
+    extra += f", {self.waiting} running elsewhere (waited on)" if self.waiting else ""
     return (f"sweep: {self.done}/{self.total} done, {running} running, {self.failed} failed, "
             f"{pending} pending{extra}; eta {eta}")
 
 
-# SIGTERM/SIGINT to the sweep are recorded (the children are told in the loop).
+# SIGTERM/SIGINT/SIGHUP to the sweep are recorded (the children are told in the loop).
 NOTICE = ("\n{signal}: stopping the running runs (each saves a checkpoint); run the same command "
           "again to carry on.\n")
+# A closed terminal (or a dropped ssh connection) stops the sweep as SIGTERM does.
+SIGNALS = tuple(dict.fromkeys((*stopping.SIGNALS, signal.SIGHUP)))
+
+
+class _StopRequest(stopping.StopRequest):
+  """``stopping.StopRequest`` over the sweep's ``SIGNALS`` (its own set may lack SIGHUP)."""
+
+  def __enter__(self) -> _StopRequest:
+    super().__enter__()
+    if threading.current_thread() is threading.main_thread():
+      for s in SIGNALS:
+        if s not in self._previous:
+          self._previous[s] = signal.signal(s, self._record)
+    return self
 
 
 class _Status:
@@ -76,25 +98,32 @@ def run(sweep_dir: str, record: store.SweepRecord, slots: Sequence[env_lib.Slot]
   todo = [t for t in seed_major(record.trials)
           if not store.is_done(t.run_dir(sweep_dir), t.config_hash)]
   progress = Progress(total=len(record.trials), done=len(record.trials) - len(todo))
-  attempts = {t.workdir: 0 for t in todo}
+  attempts = {t.workdir: 0 for t in todo}  # children started
+  stops = {t.workdir: 0 for t in todo}  # of them, stopped by a signal (no retry used)
   free: list[env_lib.Slot] = list(slots)
   running: dict[str, child_lib.Child] = {}
   failures: dict[str, str] = {}
   status = _Status(stream)
-  with stopping.StopRequest(NOTICE) as signals:
-    while todo or running:
+  waiting: list[store.Trial] = []  # run.lock held by a live process elsewhere
+  with _StopRequest(NOTICE) as signals:
+    while todo or running or waiting:
       if signals.signum is not None:
         _stop_all(running)
         break
+      todo[:0] = _freed(waiting, sweep_dir)
       while todo and free:
         trial, slot = todo.pop(0), free.pop(0)
-        attempts[trial.workdir] += 1
-        child = child_lib.Child(trial, sweep_dir, slot, attempts[trial.workdir], record.cwd)
-        if not child.claimed:
-          progress.elsewhere += 1
+        child = child_lib.Child(trial, sweep_dir, slot, attempts[trial.workdir] + 1, record.cwd)
+        if not child.claimed or child.elsewhere:
           free.insert(0, slot)
+          if child.elsewhere:
+            waiting.append(trial)
+          else:
+            progress.elsewhere += 1
           continue
+        attempts[trial.workdir] += 1
         running[trial.workdir] = child
+      progress.waiting = len(waiting)
       status.show(progress.line(len(running), len(todo), len(slots)))
       time.sleep(POLL_S)
       for workdir, child in list(running.items()):
@@ -103,7 +132,7 @@ def run(sweep_dir: str, record: store.SweepRecord, slots: Sequence[env_lib.Slot]
           continue
         del running[workdir]
         free.append(child.slot)
-        _ended(child, rc, todo, attempts, retries, progress, failures, signals)
+        _ended(child, rc, todo, attempts, stops, retries, progress, failures, signals)
         results.write_results(sweep_dir, record)
     status.show(progress.line(len(running), len(todo), len(slots)))
     status.close()
@@ -121,20 +150,30 @@ def seed_major(trials: Sequence[store.Trial]) -> list[store.Trial]:
   return [trial for _, _, trial in sorted(keyed, key=lambda t: t[:2])]
 
 
-def _ended(child, rc, todo, attempts, retries, progress, failures, signals) -> None:
+def _ended(child, rc, todo, attempts, stops, retries, progress, failures, signals) -> None:
+  """Counts the ended child; queues it again if it stopped on its own or may be retried."""
   workdir = child.trial.workdir
+  stops[workdir] += rc in child_lib.STOPPED
   if rc == 0:
     progress.done += 1
     result = store.read_result(child.run_dir)
     progress.walls.append((result and result.wall_s) or 0.0)
     failures.pop(workdir, None)
-  elif rc in child_lib.STOPPED and signals.signum is not None:
-    pass  # saved; the rerun resumes it
-  elif attempts[workdir] <= retries:
+  elif rc in child_lib.STOPPED:  # saved: never a failure, never a retry used
+    if signals.signum is None:  # stopped on its own (a HUP, USR1/USR2 sent to it): resume now
+      todo.append(child.trial)
+  elif attempts[workdir] - stops[workdir] <= retries:
     todo.append(child.trial)  # retried after the others
   else:
     progress.failed += 1
     failures[workdir] = f"exit {rc}: {store.last_error(child.run_dir)}"
+
+
+def _freed(waiting: list[store.Trial], sweep_dir: str) -> list[store.Trial]:
+  """The waiting trials whose ``run.lock`` is free now (removed from ``waiting``)."""
+  freed = [t for t in waiting if not child_lib.lock_held(t.run_dir(sweep_dir))]
+  waiting[:] = [t for t in waiting if t not in freed]
+  return freed
 
 
 def _stop_all(running: dict[str, child_lib.Child]) -> None:

@@ -9,6 +9,7 @@ writes ``SweepRecord``, ``Trial`` and ``TrialResult``, never the dicts.
       result.json                written by the sweep when the child ends: status, the hash of
                                  the run's config, exit code, wall time, the error's last line
       claim.lock                 an OS ``flock`` held by whichever host runs it (gone with it)
+  DIR/slurm.json                 on Slurm: the array's and the report job's ids, each run's task
 
 A run is done when its result.json says ``done`` with the hash of the run's current config.
 """
@@ -37,6 +38,7 @@ SWEEP_FILE = "sweep.json"
 RESULT = "result.json"
 LOG = "log.txt"
 CLAIM = "claim.lock"
+SLURM_FILE = "slurm.json"  # written by slurm.py: {"array", "report", "runs": {workdir: job id}}
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections",
             "grain", "tensorflow-datasets", "submitit", "scipy")
 
@@ -186,17 +188,43 @@ def _versions() -> dict[str, str]:
   return found
 
 
+class Damaged(UserError):
+  """sweep.json is there but can't be read as a sweep (torn, truncated, edited by hand)."""
+
+
 def read_sweep(sweep_dir: str) -> SweepRecord | None:
+  """The sweep's record; None if there is no sweep.json; ``Damaged`` (one line saying which
+  file and how) if it can't be read."""
   path = os.path.join(sweep_dir, SWEEP_FILE)
   if not os.path.isfile(path):
     return None
-  return SweepRecord.from_json(files.read_json(path))
+  try:
+    return SweepRecord.from_json(files.read_json(path))
+  except ValueError as e:  # JSONDecodeError included
+    how = f"not JSON ({e})" if os.path.getsize(path) else "empty"
+  except KeyError as e:
+    how = f"no {e} key"
+  except (TypeError, AttributeError) as e:
+    how = f"not a sweep record ({e})"
+  except OSError as e:
+    how = f"unreadable ({e.strerror or e})"
+  raise Damaged(f"{path} is damaged: {how}")
 
 
 def write_sweep(sweep_dir: str, plan: SweepPlan, *, launch: str, config_spec: str,
                 cli_overrides: Sequence[str], command: Sequence[str]) -> SweepRecord:
-  """Writes sweep.json, keeping the points an earlier command had that this one has not."""
-  old = read_sweep(sweep_dir)
+  """Writes sweep.json, keeping the points an earlier command had that this one has not. A
+  damaged sweep.json is rebuilt from ``plan`` when the runs' own files agree with it (else
+  ``Damaged``); it is kept as sweep.json.damaged, and one line says so on stderr."""
+  try:
+    old = read_sweep(sweep_dir)
+  except Damaged as e:
+    _rebuildable(sweep_dir, plan, str(e))
+    path = os.path.join(sweep_dir, SWEEP_FILE)
+    os.replace(path, path + ".damaged")
+    print(f"{e}; rebuilt it from {config_spec} (the runs' own files agree with it; the damaged "
+          f"file is kept as {SWEEP_FILE}.damaged).", file=sys.stderr)
+    old = None
   if old is not None and old.base_hash != plan.base_hash:
     raise UserError(f"{sweep_dir} holds a sweep of another base config (command: "
                     f"{' '.join(old.command)}); use a new --workdir.")
@@ -215,6 +243,54 @@ def write_sweep(sweep_dir: str, plan: SweepPlan, *, launch: str, config_spec: st
   os.makedirs(sweep_dir, exist_ok=True)
   files.write_json(os.path.join(sweep_dir, SWEEP_FILE), record.to_json(), indent=1)
   return record
+
+
+def _rebuildable(sweep_dir: str, plan: SweepPlan, damage: str) -> None:
+  """Raises ``Damaged`` unless every run directory under ``sweep_dir`` belongs to ``plan``: its
+  result.json has the trial's config hash, or (no result yet) its config.json has the trial's
+  seed and swept values."""
+  trials = {t.workdir: t for t in plan.trials}
+  for result_or_config in sorted(_run_files(sweep_dir)):
+    workdir = os.path.relpath(os.path.dirname(result_or_config), sweep_dir)
+    trial = trials.get(workdir)
+    why = None
+    if trial is None:
+      why = "is not a run of this experiment file"
+    elif os.path.basename(result_or_config) == RESULT:
+      result = read_result(os.path.dirname(result_or_config))
+      if result is not None and result.config_hash != trial.config_hash:
+        why = "has another config hash"
+    elif not _config_agrees(result_or_config, trial):
+      why = "has another config"
+    if why:
+      raise Damaged(f"{damage}, and can't be rebuilt: {workdir} {why}; restore it or use a "
+                    "new --workdir")
+
+
+def _run_files(sweep_dir: str) -> Iterator[str]:
+  """Each run directory's result.json, or its config.json if it has no result yet."""
+  for root, dirs, names in os.walk(sweep_dir):
+    dirs[:] = [d for d in dirs if d not in ("checkpoints", "submitit", "mean")]
+    if RESULT in names:
+      yield os.path.join(root, RESULT)
+    elif files.CONFIG in names:
+      yield os.path.join(root, files.CONFIG)
+
+
+def _config_agrees(path: str, trial: Trial) -> bool:
+  try:
+    config = files.read_json(path)
+  except (OSError, ValueError):
+    return True  # a torn config.json says nothing; the run rewrites it
+  values = {"seed": trial.seed, **trial.overrides}
+  for key, want in values.items():
+    value: Any = config
+    for part in key.split("."):
+      value = value.get(part) if isinstance(value, dict) else None
+    if value != want and not (isinstance(value, list) and isinstance(want, (list, tuple))
+                            and tuple(value) == tuple(want)):
+      return False
+  return True
 
 
 def read_result(run_dir: str) -> TrialResult | None:

@@ -23,8 +23,10 @@ from tests.test_launch import launch
 pytestmark = pytest.mark.e2e  # every test runs launch.py or submitit's processes
 
 FAKE_SBATCH = """#!/bin/sh
-cp "$1" "$(dirname "$0")/recorded.sbatch"
-echo "Submitted batch job 4242"
+here="$(dirname "$0")"
+n=$(ls "$here" | grep -c sbatch-)
+cp "$1" "$here/sbatch-$n"
+echo "Submitted batch job $((4242 + n))"
 """
 
 
@@ -42,12 +44,19 @@ def test_slurm_submits_one_job_array_with_requeue(tmp_path, data_dir, monkeypatc
                 "--slurm_time_min=30", "--slurm_array_parallelism=2")
   assert done.returncode == 0, done.stderr[-2000:]
   assert "submitted 4 run(s) as job array 4242" in done.stderr
-  script = (bin_dir / "recorded.sbatch").read_text()
+  assert "the summary is written by job 4243 when the array ends (afterany:4242)" in done.stderr
+  script = (bin_dir / "sbatch-0").read_text()
   for line in ("#SBATCH --array=0-3%2", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-task=1",
                "#SBATCH --time=30", "#SBATCH --requeue", "#SBATCH --signal=USR2@90",
                "#SBATCH --job-name=cnnjax-sweep"):
     assert line in script.splitlines(), (line, script)
   assert "-m submitit.core._submit" in script
+  report = (bin_dir / "sbatch-1").read_text().splitlines()
+  assert "#SBATCH --dependency=afterany:4242" in report and "#SBATCH --array" not in str(report)
+  assert "#SBATCH --job-name=cnnjax-sweep-report" in report
+  jobs = json.loads((workdir / "slurm.json").read_text())
+  assert jobs["array"] == "4242" and jobs["report"] == "4243"
+  assert sorted(jobs["runs"].values()) == [f"4242_{i}" for i in range(4)]
   assert len(glob.glob(str(workdir / "submitit" / "4242_*" / "*_submitted.pkl"))) == 4
   assert not glob.glob(str(workdir / "*" / "seed=*" / "log.txt"))  # nothing ran here
 
@@ -94,3 +103,11 @@ def test_a_preempted_task_is_requeued_and_resumes(tmp_path, data_dir, monkeypatc
   assert "stopped by SIGTERM at step" in log and "resuming from step" in log
   assert attempts(run_dir) == 2
   assert "final eval/loss=" in log
+
+
+def test_the_requeues_at_the_time_limit_are_a_flag(tmp_path, monkeypatch):
+  (tmp_path / "srun").write_text("#!/bin/sh\nexit 0\n")
+  os.chmod(tmp_path / "srun", 0o755)
+  monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+  executor = slurm.make_executor(str(tmp_path), "slurm", slurm.Options(max_timeouts=7))
+  assert executor._executor.max_num_timeout == 7  # pylint: disable=protected-access

@@ -3,6 +3,10 @@ read and written in the format older sweeps wrote, done or not, claims, the erro
 
 import json
 import os
+import subprocess
+import sys
+
+import pytest
 
 from cnnjax.sweep import spec, store
 
@@ -115,3 +119,65 @@ def test_last_error_is_the_last_error_line_else_the_last_line(tmp_path):
   assert store.last_error(str(tmp_path)) == "Killed"
   log.write_text("error: " + "x" * 400 + "\n")
   assert len(store.last_error(str(tmp_path))) == 300
+
+
+def test_a_damaged_sweep_json_is_one_line_naming_the_file_and_how(tmp_path):
+  path = tmp_path / store.SWEEP_FILE
+  for text, how in (("", "damaged: empty"), ('{"runs": [', "damaged: not JSON (Expecting value"),
+                    ('{"runs": []}', "damaged: no 'variants' key"), ("[1]", "not a sweep record")):
+    path.write_text(text)
+    try:
+      store.read_sweep(str(tmp_path))
+    except store.Damaged as e:
+      assert str(e).startswith(f"{path} is ") and how in str(e) and "\n" not in str(e), str(e)
+    else:
+      raise AssertionError(text)
+
+
+def _tiny_plan():
+  from cnnjax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from experiments import lenet_mnist  # pylint: disable=import-outside-toplevel,unused-import
+  return spec.expand(spec.load("tests/sweep/tiny_sweep.py"),
+                     config_lib.load("tests/sweep/tiny_sweep.py"))
+
+
+def test_the_sweep_command_rebuilds_a_damaged_sweep_json_when_the_runs_agree(tmp_path, capsys):
+  plan, sweep_dir = _tiny_plan(), str(tmp_path)
+  write = lambda: store.write_sweep(sweep_dir, plan, launch="launch.py",  # noqa: E731
+                                    config_spec="tests/sweep/tiny_sweep.py", cli_overrides=[],
+                                    command=["launch.py"])
+  write()
+  done, started = plan.trials[0], plan.trials[1]
+  os.makedirs(done.run_dir(sweep_dir))
+  store.write_result(done.run_dir(sweep_dir), store.TrialResult("done", done.config_hash))
+  os.makedirs(started.run_dir(sweep_dir))
+  with open(os.path.join(started.run_dir(sweep_dir), "config.json"), "w") as f:
+    json.dump({"seed": started.seed, "model_options": {"activation": "relu"}}, f)
+  (tmp_path / store.SWEEP_FILE).write_text('{"runs": [')  # torn
+  record = write()
+  assert record.trials == store.read_sweep(sweep_dir).trials
+  assert (tmp_path / "sweep.json.damaged").read_text() == '{"runs": ['
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "is damaged: not JSON" in err and "rebuilt it from" in err
+  assert store.is_done(done.run_dir(sweep_dir), done.config_hash)  # nothing in a run deleted
+  # A run of another config: not rebuilt, one line.
+  store.write_result(done.run_dir(sweep_dir), store.TrialResult("done", "0" * 16))
+  (tmp_path / store.SWEEP_FILE).write_text("")
+  try:
+    write()
+  except store.Damaged as e:
+    assert "can't be rebuilt: activation=relu/seed=0 has another config hash" in str(e)
+  else:
+    raise AssertionError("rebuilt over a run of another config")
+  assert (tmp_path / store.SWEEP_FILE).read_text() == ""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("command", ["status", "report"])
+def test_status_and_report_of_a_damaged_sweep_json_are_one_error_line(tmp_path, command):
+  (tmp_path / store.SWEEP_FILE).write_text('{"runs": [')
+  done = subprocess.run([sys.executable, "-m", "cnnjax.sweep", command, str(tmp_path)],
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 2 and done.stdout == "", done.stderr
+  assert done.stderr == f"error: {tmp_path / store.SWEEP_FILE} is damaged: not JSON (Expecting " \
+                        "value: line 1 column 11 (char 10))\n"

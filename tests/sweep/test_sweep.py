@@ -152,7 +152,10 @@ def test_a_rerun_skips_finished_runs_and_a_dry_run_starts_nothing(swept, tmp_pat
   assert not (workdir / "activation=elu").exists()
 
 
-def test_stopped_with_sigterm_then_rerun_ends_as_an_unbroken_sweep(swept, tmp_path, data_dir):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_stopped_by_a_signal_then_rerun_ends_as_an_unbroken_sweep(swept, tmp_path, data_dir,
+                                                                  signum):
+  """SIGHUP is a closed terminal: the children save as on SIGTERM, none fails, no retry used."""
   workdir = tmp_path / "stopped"
   proc = launch(*sweep_args(workdir, data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                 text=True)
@@ -161,14 +164,16 @@ def test_stopped_with_sigterm_then_rerun_ends_as_an_unbroken_sweep(swept, tmp_pa
       (workdir / r / "result.json").exists() for r in RUNS):
     assert proc.poll() is None, proc.stderr.read()[-2000:]
     time.sleep(0.1)
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signum)
   _, stderr = proc.communicate(timeout=300)
-  assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+  assert proc.returncode == 128 + signum, stderr[-2000:]
   assert "run the same command again" in stderr
-  finished = [r for r in RUNS if (workdir / r / "result.json").exists()
-              and json.loads((workdir / r / "result.json").read_text())["status"] == "done"]
+  ended = {r: json.loads((workdir / r / "result.json").read_text())["status"] for r in RUNS
+           if (workdir / r / "result.json").exists()}
+  assert set(ended.values()) <= {"done", "stopped"}, ended
+  finished = [r for r, status in ended.items() if status == "done"]
   assert 0 < len(finished) < len(RUNS)
-  rerun = launch(*sweep_args(workdir, data_dir))
+  rerun = launch(*sweep_args(workdir, data_dir, "--sweep_retries=0"))
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert all(attempts(workdir / r) == 1 for r in finished)  # not run again
   assert {r["status"] for r in read_csv(workdir / "results.csv")} == {"done"}
