@@ -20,12 +20,13 @@ import time
 
 from cnnjax import files
 from cnnjax.sweep import env as env_lib, store
+from cnnjax.train import stopping
 
 # The signals that mean "stop and resume me" (Slurm warns with USR2/USR1 before a time limit or a
 # preemption, a closed terminal sends HUP): a child that exits 128 + one of them (it saved) or is
 # killed by one (an older launch.py that did not handle it) is stopped, never failed.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-STOPPED = frozenset(code for s in STOP_SIGNALS for code in (128 + s, -s))
+# Exit codes of a run stopped by a signal: saved (128 + signal) or killed before it could save.
+STOPPED = frozenset(code for s in stopping.SIGNALS for code in (128 + s, -s))
 
 
 def lock_held(run_dir: str) -> bool:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 
@@ -50,23 +48,10 @@ class Progress:
             f"{pending} pending{extra}; eta {eta}")
 
 
-# SIGTERM/SIGINT/SIGHUP to the sweep are recorded (the children are told in the loop).
+# Every stop signal to the sweep (stopping.SIGNALS: SIGTERM, Ctrl-C, a closed terminal's SIGHUP,
+# Slurm's USR1/USR2) is recorded; the children are told in the loop.
 NOTICE = ("\n{signal}: stopping the running runs (each saves a checkpoint); run the same command "
           "again to carry on.\n")
-# A closed terminal (or a dropped ssh connection) stops the sweep as SIGTERM does.
-SIGNALS = tuple(dict.fromkeys((*stopping.SIGNALS, signal.SIGHUP)))
-
-
-class _StopRequest(stopping.StopRequest):
-  """``stopping.StopRequest`` over the sweep's ``SIGNALS`` (its own set may lack SIGHUP)."""
-
-  def __enter__(self) -> _StopRequest:
-    super().__enter__()
-    if threading.current_thread() is threading.main_thread():
-      for s in SIGNALS:
-        if s not in self._previous:
-          self._previous[s] = signal.signal(s, self._record)
-    return self
 
 
 class _Status:
@@ -105,7 +90,7 @@ def run(sweep_dir: str, record: store.SweepRecord, slots: Sequence[env_lib.Slot]
   failures: dict[str, str] = {}
   status = _Status(stream)
   waiting: list[store.Trial] = []  # run.lock held by a live process elsewhere
-  with _StopRequest(NOTICE) as signals:
+  with stopping.StopRequest(NOTICE) as signals:
     while todo or running or waiting:
       if signals.signum is not None:
         _stop_all(running)

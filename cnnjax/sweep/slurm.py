@@ -43,7 +43,7 @@ LOCK_POLL_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
-class Options:
+class SlurmOptions:
   partition: str | None = None
   time_min: int = 60
   gpus_per_task: int = 0
@@ -53,8 +53,8 @@ class Options:
   max_timeouts: int = 3  # submitit's max_num_timeout: requeues at the time limit
 
 
-def options_from_flags(flags) -> Options:
-  return Options(flags.slurm_partition, flags.slurm_time_min, flags.slurm_gpus_per_task,
+def options_from_flags(flags) -> SlurmOptions:
+  return SlurmOptions(flags.slurm_partition, flags.slurm_time_min, flags.slurm_gpus_per_task,
                  flags.slurm_cpus_per_task, flags.slurm_array_parallelism, flags.slurm_account,
                  flags.slurm_max_timeouts)
 
@@ -106,7 +106,7 @@ class Task(submitit.helpers.Checkpointable):
     return super().checkpoint(*args, **kwargs)
 
 
-def make_executor(sweep_dir: str, kind: str, options: Options):
+def make_executor(sweep_dir: str, kind: str, options: SlurmOptions):
   """submitit's executor of ``kind`` (one of ``flags.EXECUTORS`` but local)."""
   folder = os.path.join(sweep_dir, "submitit", "%j")
   if kind == "submitit_local":
@@ -133,7 +133,7 @@ def make_executor(sweep_dir: str, kind: str, options: Options):
   return executor
 
 
-def submit(sweep_dir: str, record: store.SweepRecord, *, kind: str, options: Options,
+def submit(sweep_dir: str, record: store.SweepRecord, *, kind: str, options: SlurmOptions,
            stream=None) -> int:
   """Submits every trial not yet done as one array; with ``submitit_local`` waits for the end."""
   stream = stream or sys.stderr
@@ -172,7 +172,7 @@ def write_report(sweep_dir: str) -> str:
   return os.path.join(sweep_dir, "summary.md")
 
 
-def submit_report(sweep_dir: str, array: str, options: Options) -> str:
+def submit_report(sweep_dir: str, array: str, options: SlurmOptions) -> str:
   """Submits ``write_report`` to start once every task of ``array`` has ended; its job id."""
   executor = make_executor(sweep_dir, "slurm", dataclasses.replace(
       options, time_min=min(options.time_min, 30), gpus_per_task=0, cpus_per_task=1))

@@ -88,7 +88,7 @@ def test_a_preempted_task_is_requeued_and_resumes(tmp_path, data_dir, monkeypatc
   workdir = str(tmp_path / "sweep")
   store.write_sweep(workdir, plan, launch="launch.py", config_spec="tests/sweep/tiny_sweep.py:one",
                     cli_overrides=overrides, command=["test"])
-  executor = slurm.make_executor(workdir, "submitit_local", slurm.Options(time_min=10))
+  executor = slurm.make_executor(workdir, "submitit_local", slurm.SlurmOptions(time_min=10))
   job = executor.map_array(slurm.Task(workdir), [0])[0]
   run_dir = plan.trials[0].run_dir(workdir)
   _wait_for(os.path.join(run_dir, "checkpoints", "10"))
@@ -109,5 +109,5 @@ def test_the_requeues_at_the_time_limit_are_a_flag(tmp_path, monkeypatch):
   (tmp_path / "srun").write_text("#!/bin/sh\nexit 0\n")
   os.chmod(tmp_path / "srun", 0o755)
   monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-  executor = slurm.make_executor(str(tmp_path), "slurm", slurm.Options(max_timeouts=7))
+  executor = slurm.make_executor(str(tmp_path), "slurm", slurm.SlurmOptions(max_timeouts=7))
   assert executor._executor.max_num_timeout == 7  # pylint: disable=protected-access
