@@ -2,8 +2,9 @@
 
 Each runs in a fresh kernel of the running interpreter (a kernelspec written into a temporary
 JUPYTER_PATH), with the repository on PYTHONPATH (as for a user who ran ``pip install -e .`` or
-started jupyter in the repository) and CNNJAX_COURSE_DIR pointing into ``tmp_path``: the
-notebooks write nothing anywhere else. Any error in any cell fails the test.
+started jupyter in the repository), one CPU device, the session's embedded datasets
+(TFDS_DATA_DIR) and CNNJAX_COURSE_DIR pointing into ``tmp_path``: the notebooks write nothing
+anywhere else. Any error in any cell fails the test.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def test_the_eight_sections_are_there():
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
+def test_notebook_runs_top_to_bottom(name, data_dir, tmp_path, monkeypatch):
   jupyter_path = tmp_path / "jupyter"
   _kernelspec(jupyter_path)
   out = tmp_path / "out"
@@ -52,6 +53,10 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, monkeypatch):
   monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
   monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
   monkeypatch.setenv("CNNJAX_COURSE_DIR", str(out))
+  monkeypatch.setenv("TFDS_DATA_DIR", data_dir)  # the embedded datasets, built once per session
+  # one CPU device, as a student has: not the 8 virtual devices conftest gives the tests
+  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "").strip())
   monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
       [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
   notebook = jupytext.read(COURSE / name)
