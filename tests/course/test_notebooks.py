@@ -53,6 +53,7 @@ def test_notebook_runs_top_to_bottom(name, data_dir, tmp_path, monkeypatch):
   monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
   monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
   monkeypatch.setenv("CNNJAX_COURSE_DIR", str(out))
+  monkeypatch.delenv("CNNJAX_CACHE", raising=False)  # the notebooks then cache under out/
   monkeypatch.setenv("TFDS_DATA_DIR", data_dir)  # the embedded datasets, built once per session
   # one CPU device, as a student has: not the 8 virtual devices conftest gives the tests
   monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", "").replace(
