@@ -107,7 +107,7 @@ test = sources.load("mnist5k", "test")
 digit = np.asarray(test.source[0][test.image_key], np.uint8)[None]
 picture = np.asarray(transforms.to_model_input(digit, size=32, channels=3, mean=(0.0,),
                                                std=(1.0,)))
-x = jnp.asarray((picture - 0.1307) / 0.3081)
+x = jnp.asarray((picture - test.mean[0]) / test.std[0])  # the training set's statistics
 layers = visualize.spatial_layers(g)
 fields = [visualize.effective_field(g, variables, x, name) for name in layers]
 

@@ -60,7 +60,9 @@ fig, ax = plt.subplots(figsize=(7.5, 4.6))
 for name, s in tables.items():
   p, m = s.totals["params"], s.totals["macs"]
   ax.scatter(m, p, s=40)
-  ax.annotate(name, (m, p), textcoords="offset points", xytext=(5, 4), fontsize=9)
+  below = name in ("zfnet", "inception_v3")  # neighbours of alexnet and resnet50: label below
+  ax.annotate(name, (m, p), textcoords="offset points", xytext=(5, -12 if below else 4),
+              fontsize=9)
 ax.set_xscale("log")
 ax.set_yscale("log")
 ax.set_xlabel("MACs per image")
