@@ -88,6 +88,10 @@ fig.savefig(os.path.join(OUT, "03_rf_growth.png"), dpi=100)
 plt.show()
 
 # %% [markdown]
+# The dips are parallel paths: ResNet's 1×1 downsampling shortcuts and the 1×1 branches of
+# Inception modules see less than the stacked 3×3 paths beside them; a block's output sees the
+# widest of its paths.
+#
 # ## Effective receptive fields
 #
 # The theoretical field says which pixels a unit *can* depend on. How much it *does* is the
