@@ -18,7 +18,9 @@ from JAX's persistent compilation cache. It does nothing unless JAX's default ba
 ``CNNJAX_ONEDNN=0`` keeps XLA's own convolutions and batch normalization (to compare).
 
 jit caches a function's trace without regard to the lowering: call a jitted step for the first
-time inside ``lowering`` (or jit it anew) for it to take effect.
+time inside ``lowering`` (or jit it anew) for it to take effect. Analyses that read the traced
+layers (``cnnjax.inspect``: tables, receptive fields, Grad-CAM) want the plain ones: run them
+outside ``lowering``, as ``python -m cnnjax.inspect`` does.
 """
 
 from cnnjax.cpu.intercept import interceptor, lowering, onednn_loaded
