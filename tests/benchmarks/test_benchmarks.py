@@ -55,6 +55,7 @@ def test_torch_definitions_give_cnnjax_logits(name, size, flatten):
   np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.e2e
 def test_jax_measurement_reports_throughput_flops_and_compile_time():
   r = jax_bench.measure(cases.parse("lenet5", batch=16), min_time=0, min_steps=3, warmup=1)
   assert r["train"]["steps"] >= 3 and r["train"]["images_per_s"] > 0
@@ -165,6 +166,7 @@ def test_loop_cost_times_the_loops_path_against_a_fixed_batch():
   assert re.search(r"the harness's step [\d,]+ img/s, the loop's path over it \d\.\d{3}$", line)
 
 
+@pytest.mark.e2e
 def test_conv_bench_finds_every_conv_and_times_each_pass_both_ways():
   from benchmarks import conv_bench  # pylint: disable=import-outside-toplevel
   convs = conv_bench.model_convs("lenet5", 2, None)
@@ -176,6 +178,7 @@ def test_conv_bench_finds_every_conv_and_times_each_pass_both_ways():
   assert all(a > 0 and b > 0 for a, b in times.values())
 
 
+@pytest.mark.e2e
 def test_largest_batch_is_the_biggest_power_of_two_that_fits():
   case = cases.parse("lenet5", batch=8)
   need = {b: jax_bench.compiled_bytes(cases.parse("lenet5", batch=b)) for b in (8, 16, 32, 64)}

@@ -46,6 +46,7 @@ def _grads(model, variables, x, dtype, train):
   return jax.device_get(step(variables["params"]))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name,size,channels,train", [
     ("lenet5", 28, 1, True), ("resnet20", 32, 3, True),
     ("googlenet", 32, 3, False)])  # GoogLeNet: no dropout (its draws change under float64)
@@ -85,6 +86,7 @@ def test_the_variables_are_the_same_and_every_layer_is_lowered(name, kwargs, siz
   assert "cnnjax_onednn" not in lowered(plain_step, plain)  # outside (a new trace): plain
 
 
+@pytest.mark.e2e
 def test_eight_devices_equal_one_and_keep_the_batch_sharded():
   assert jax.device_count() == 8  # tests/conftest.py
   model = registry.create("resnet20", num_classes=10)
@@ -144,6 +146,7 @@ print(json.dumps({"onednn": "cnnjax_onednn" in text,
 """
 
 
+@pytest.mark.e2e
 def test_without_a_compiler_one_notice_line_and_the_same_numbers(tmp_path):
   ours = _python(_CONV, {build.CACHE_ENV: str(tmp_path / "a")})
   broken = _python(_CONV, {build.CACHE_ENV: str(tmp_path / "b"), "CXX": "no-such-compiler"})
@@ -191,6 +194,7 @@ print(len(hits), float(value))
 """
 
 
+@pytest.mark.e2e
 def test_a_cached_train_step_loads_and_runs_in_a_fresh_process(tmp_path):
   code = _CACHED_STEP.format(cache=str(tmp_path / "jax"))
   env = {build.CACHE_ENV: str(tmp_path / "kernels")}

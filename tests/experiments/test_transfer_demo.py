@@ -5,6 +5,7 @@ import pytest
 from experiments import transfer_demo as demo
 
 
+@pytest.mark.e2e
 def test_demo_runs_every_mode_and_tabulates(tmp_path, data_dir, monkeypatch):
   calls = []
   real_train = demo._train

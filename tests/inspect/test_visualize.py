@@ -43,6 +43,7 @@ def report(item, run_dir):
                             top_k=4)
 
 
+@pytest.mark.e2e
 def test_writes_every_picture(report, run_dir):
   expected = {"filters.png", "receptive_fields.png", "saliency_gradcam.png"} | {
       f"{kind}_{layer}.png" for kind in ("features", "maximisation", "top_patches")

@@ -86,6 +86,7 @@ def test_every_option_builds_and_traces(opts):
   assert out.shape == (2, 1000) and out.dtype == jnp.float32
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("opts", [
     {},
     {"activation": "leaky_relu", "pool": "avg"},
@@ -109,6 +110,7 @@ def test_local_response_norm_matches_torch():
   np.testing.assert_allclose(layers.local_response_norm(x), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_torchvision_parity():
   torch = pytest.importorskip("torch")
   torchvision = pytest.importorskip("torchvision")

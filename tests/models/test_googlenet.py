@@ -24,6 +24,7 @@ def test_param_count(opts, count):
   assert param_count(registry.create("googlenet", **opts), 224) == count
 
 
+@pytest.mark.e2e
 def test_forward_at_min_size_with_aux_heads():
   spec = registry.get_spec("googlenet")
   model = registry.create("googlenet", aux_logits=True)
@@ -56,6 +57,7 @@ def test_too_small_raises():
 
 
 # Options combined, so that each costs no extra compilation; train mode runs every layer.
+@pytest.mark.e2e
 @pytest.mark.parametrize("opts, size", [
     (dict(activation="leaky_relu", negative_slope=0.1, pool="avg", dtype="bfloat16",
           aux_logits=True), 15),
@@ -73,6 +75,7 @@ def test_options_build_and_run(opts, size):
 
 # --- parity with torchvision ------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_parity_with_torchvision():
   torch = pytest.importorskip("torch")
   torchvision = pytest.importorskip("torchvision")

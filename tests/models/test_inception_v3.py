@@ -19,6 +19,7 @@ def test_param_count(aux, count):
   assert param_count(model, 75) == count  # the aux head makes its parameters at the minimum too
 
 
+@pytest.mark.e2e
 def test_forward_at_min_size():
   spec = registry.get_spec("inception_v3")
   model = registry.create("inception_v3")
@@ -47,6 +48,7 @@ def test_too_small_raises():
     param_count(registry.create("inception_v3"), 74)
 
 
+@pytest.mark.e2e
 def test_options_build_and_run():
   # Combined, so that they cost one compilation; train mode runs every layer.
   model = registry.create("inception_v3", aux_logits=False, activation="leaky_relu",
@@ -77,6 +79,7 @@ def torch_net():
   return torch, net
 
 
+@pytest.mark.e2e
 def test_parity_with_torchvision(torch_net):
   torch, net = torch_net
   size = 107  # Mixed_5 at 11×11, Mixed_6 at 5×5, Mixed_7 at 2×2
@@ -96,6 +99,7 @@ def test_parity_with_torchvision(torch_net):
   assert tree_shapes(plain) == tree_shapes(noise_variables(no_aux, xj))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("size", [17, 20])  # inputs 299 and 347; 17×17 → 5×5 → 1×1
 def test_aux_head_parity_with_torchvision(torch_net, size):
   torch, net = torch_net

@@ -124,6 +124,7 @@ def _small_input(spec):
                      jnp.float32)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", REAL_RUN)
 def test_init_forward_backward_for_real(name):
   spec = models.get_spec(name)
@@ -169,6 +170,7 @@ def test_init_forward_backward_traced(name):
       variables.get("batch_stats", {}))
 
 
+@pytest.mark.e2e
 def test_a_large_model_initialises_for_real():
   model = models.create("alexnet", num_classes=10)
   x = jnp.zeros((1, 63, 63, 3))
@@ -190,6 +192,7 @@ def test_options_set_to_none_keep_the_defaults():
   assert models.create("lenet5", activation=None, pool=None).activation == "relu"
 
 
+@pytest.mark.e2e
 def test_the_ablation_options_train_and_evaluate():
   """LeNet-5's BatchNorm moves its statistics in train mode, dropout is off in eval mode, and a
   plain CIFAR net (no shortcuts) differs from the residual one with the same weights."""

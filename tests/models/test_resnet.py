@@ -208,6 +208,7 @@ def _torch_forward(torch, model, x):
     return model(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())).numpy()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_parity_with_torchvision(name):
   torch = pytest.importorskip("torch")

@@ -90,6 +90,7 @@ def test_every_option_builds_and_traces(opts):
     assert out.shape == (2, 1000) and out.dtype == jnp.float32
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name,opts", [
     ("vgg11", {}),
     ("vgg11_bn", {"activation": "leaky_relu", "pool": "avg", "negative_slope": 0.2}),
@@ -118,6 +119,7 @@ def test_batch_stats_change_only_in_train_mode():
 
 
 # At 64×64 the adaptive pool sees 2×2 maps, so the fc6 row permutation is checked spatially.
+@pytest.mark.e2e
 @pytest.mark.parametrize("name,size", [("vgg11", 32), ("vgg11_bn", 64)])
 def test_torchvision_parity(name, size):
   torch = pytest.importorskip("torch")

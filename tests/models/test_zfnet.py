@@ -77,6 +77,7 @@ def test_every_option_builds_and_traces(opts):
   assert out.shape == (2, 1000) and out.dtype == jnp.float32
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("opts", [
     {},
     {"lrn": True, "pool": "avg", "activation": "leaky_relu", "dtype": "bfloat16"},

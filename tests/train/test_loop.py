@@ -11,6 +11,8 @@ from cnnjax import checkpoint, config as config_lib, cpu
 from cnnjax.errors import UserError
 from cnnjax.train import loop
 
+pytestmark = pytest.mark.e2e  # whole training runs, in-process
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

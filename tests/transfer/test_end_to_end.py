@@ -24,6 +24,8 @@ torch = pytest.importorskip("torch")
 tv = pytest.importorskip("torchvision")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
+pytestmark = pytest.mark.e2e  # torchvision files converted and run for real
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 RESIZE, CROP = 72, 64  # small inputs keep CPU time down; resize > crop exercises the crop

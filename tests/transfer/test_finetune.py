@@ -43,6 +43,7 @@ def _variables(workdir):
   return checkpoint.latest_variables(workdir)
 
 
+@pytest.mark.e2e
 def test_linear_probe_leaves_backbone_and_batchnorm_bit_identical(tmp_path, data_dir,
                                                                   pretrained_resnet20):
   before = _variables(pretrained_resnet20)
@@ -60,6 +61,7 @@ def test_linear_probe_leaves_backbone_and_batchnorm_bit_identical(tmp_path, data
   assert not np.array_equal(before["params"]["fc"]["kernel"], after["params"]["fc"]["kernel"])
 
 
+@pytest.mark.e2e
 def test_restore_into_a_new_head_needs_the_skip_pattern(tmp_path, data_dir):
   pre = str(tmp_path / "pre")
   loop.train(tiny_config(data_dir, num_steps=2), pre, devices=jax.devices()[:1])

@@ -16,6 +16,8 @@ torch = pytest.importorskip("torch")
 tv = pytest.importorskip("torchvision")
 
 
+pytestmark = pytest.mark.e2e  # converted weights trained and evaluated for real
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
   """A random torchvision resnet18 saved as .pth and converted, with a small crop (64)."""
