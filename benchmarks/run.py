@@ -19,7 +19,7 @@ import sys
 from absl import flags
 
 from benchmarks import cases, cli, results_io
-from cnnjax import hugepages
+from cnnjax import files, hugepages
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", list(cases.DEFAULTS), "Cases: MODEL or MODEL@INPUT_SIZE.")
@@ -162,8 +162,8 @@ def main(argv):
   if FLAGS.pipeline and all(_installed(m) for m in ("grain", "tensorflow_datasets")):
     lines += _pipeline(results)
   print("\n".join(lines))
-  with open(FLAGS.out, "w") as f:
-    json.dump(cli.finite_or_null(results), f, indent=1, allow_nan=False)
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+  files.write_json(FLAGS.out, cli.finite_or_null(results), indent=1)
   written = results_io.write_tables(FLAGS.out, lines)
   print(f"\nwrote {', '.join([os.path.abspath(FLAGS.out), *written])}")
   exits = {r.get("exit", 0) for per_case in results.values() for r in per_case.values()}
