@@ -31,7 +31,7 @@ from flax import linen as nn
 from cnnjax import checkpoint, config as config_lib
 from cnnjax.data import sources, transforms
 from cnnjax.errors import UserError
-from cnnjax.train import resolve
+from cnnjax.train import loop, resolve
 from cnnjax.transfer import pretrained
 
 
@@ -77,8 +77,6 @@ def load_training_run(directory: str, data_dir: str | None = None) -> Inspectabl
   config = run_config(directory)
   if data_dir is not None:
     config.data.data_dir = data_dir
-  # Imported here: the loop's modules (its plots) aren't needed to draw pictures of arrays.
-  from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
   run = resolve.resolve(config, devices=jax.devices()[:1])
   mgr = checkpoint.manager(os.path.join(directory, "checkpoints"), keep=run.keep_checkpoints)
   restored = checkpoint.restore_newest(mgr, loop.abstract_state(run), set_aside=False)
