@@ -54,6 +54,8 @@ class SlurmOptions:
 
 
 def options_from_flags(flags) -> SlurmOptions:
+  if flags.slurm_max_timeouts < 0:
+    raise UserError(f"--slurm_max_timeouts must be >= 0, got {flags.slurm_max_timeouts}.")
   return SlurmOptions(flags.slurm_partition, flags.slurm_time_min, flags.slurm_gpus_per_task,
                  flags.slurm_cpus_per_task, flags.slurm_array_parallelism, flags.slurm_account,
                  flags.slurm_max_timeouts)

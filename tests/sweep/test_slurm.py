@@ -8,10 +8,12 @@ import json
 import os
 import signal
 import time
+import types
 
 import pytest
 
 from cnnjax import config as config_lib
+from cnnjax.errors import UserError
 from cnnjax.sweep import slurm, spec, store
 # The repository's experiments package, imported before tiny_sweep.py is loaded here, as
 # launch.py has it when the sweep loads the file: while a loader runs tests/sweep/tiny_sweep.py,
@@ -111,3 +113,13 @@ def test_the_requeues_at_the_time_limit_are_a_flag(tmp_path, monkeypatch):
   monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
   executor = slurm.make_executor(str(tmp_path), "slurm", slurm.SlurmOptions(max_timeouts=7))
   assert executor._executor.max_num_timeout == 7  # pylint: disable=protected-access
+
+
+def test_a_negative_max_timeouts_is_one_line():
+  flags = types.SimpleNamespace(slurm_partition=None, slurm_time_min=60, slurm_gpus_per_task=0,
+                                slurm_cpus_per_task=None, slurm_array_parallelism=256,
+                                slurm_account=None, slurm_max_timeouts=-1)
+  with pytest.raises(UserError, match=r"^--slurm_max_timeouts must be >= 0, got -1\.$"):
+    slurm.options_from_flags(flags)
+  assert slurm.options_from_flags(types.SimpleNamespace(**{**vars(flags), "slurm_max_timeouts": 0}
+                                                        )).max_timeouts == 0
