@@ -199,3 +199,35 @@ def test_failed_measurements_are_null_so_the_file_is_strict_json():
   assert out == {"train": {"images_per_s": None, "mfu": None, "batch": 8},
                  "times": [1.5, None], "name": "lenet5"}
   json.dumps(out, allow_nan=False)
+
+
+@pytest.mark.e2e
+def test_accelerator_smoke_writes_every_part(tmp_path):
+  """The issue's acceptance: ``benchmarks.accelerator --smoke`` checks this host (CPU here) and
+  writes its tables; every number comes from the command itself."""
+  out = tmp_path / "acc.json"
+  done = subprocess.run([sys.executable, "-m", "benchmarks.accelerator", "--smoke",
+                         f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+  text = done.stdout
+  for title in ("## 1. Train-step throughput", "## 2–3. The main command",
+                "## 4. A smoke sweep", "## 5. The input pipeline alone"):
+    assert title in text
+  rows = {l.split("|")[1].strip(): l for l in text.splitlines() if l.startswith("| ")}
+  final = re.search(r"final eval/loss=[\d.]+ eval/top1=[\d.]+ eval/top5=[\d.]+", rows["run 1"])
+  assert final and final.group(0) in rows["run 2"] and final.group(0) in rows["kill -9, rerun"]
+  assert "run 1: yes" in rows["run 2"] and "run 1: yes" in rows["kill -9, rerun"]
+  assert "kill -9: after the checkpoint of step 8" in text
+  results = json.load(open(out))
+  assert results["platform"] == "cpu" and results["smoke"] is True
+  assert all(results["training"]["identical"].values())
+  assert [s["runs"] for s in results["sweep"]["settings"]] == [4]  # pooling,smoke: 2 × 2 seeds
+  assert results["sweep"]["settings"][0]["runs_per_minute"] > 0
+  throughput = results["throughput"]
+  assert set(throughput) == {"lenet5@28 steps_per_call=1", "lenet5@28 steps_per_call=4"}
+  assert all(r["train"]["images_per_s"] > 0 and 0 < r["mfu"] < 1 for r in throughput.values())
+  assert len(results["pipeline"]) == 4 and all(r["images_per_s"] > 0
+                                               for r in results["pipeline"].values())
+  for suffix in ("", "_runs", "_sweep", "_pipeline"):
+    table = (tmp_path / f"acc{suffix}.csv").read_text().splitlines()
+    assert len(table) >= 2, suffix
