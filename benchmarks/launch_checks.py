@@ -145,13 +145,12 @@ def training(tmp: str, args: tuple[str, ...], *, gpu: bool, concurrent: bool,
           "kill": killed, "args": list(args)}
 
 
-def sweep(workdir: str, experiment: str, overrides: tuple[str, ...], *, per_device: int,
-          gpu: bool) -> dict:
+def sweep(workdir: str, experiment: str, *, per_device: int, gpu: bool) -> dict:
   """One local sweep with ``per_device`` runs on each GPU (on CPU: that many workers, which
   split the cores); its wall time and runs per minute."""
   slots = f"--sweep_runs_per_device={per_device}" if gpu else f"--sweep_workers={per_device}"
   cmd = [sys.executable, "launch.py", f"--config={experiment}", f"--workdir={workdir}",
-         "--sweep", slots, *overrides]
+         "--sweep", slots]
   t = time.perf_counter()
   done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
   wall = time.perf_counter() - t
