@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import cases, cli, jax_bench, pipeline_bench
+from benchmarks import cases, cli, jax_bench, launch_checks, pipeline_bench
 from cnnjax import models
 from cnnjax.transfer import torch_layout
 
@@ -125,6 +125,8 @@ def test_jax_side_needs_only_jax_flax_optax():
     ("run", ["--models=lenet5", "--frameworks=jax", "--max_batch", "--nopipeline"],
      "needs a device that reports its memory"),
     ("conv_bench", ["--model=lenet6"], "unknown model 'lenet6'"),
+    ("accelerator", ["--parts=training,gpu"], "unknown part 'gpu'; choose from throughput,"),
+    ("accelerator", ["--sweep_runs_per_device=1,0"], "--sweep_runs_per_device=1,0 must be"),
     ("profile_step", ["--model=lenet5@x"], "bad input size"),
     ("profile_step", ["--model=lenet5", "--batch=12"], "not divisible by the 8 devices"),
 ])
@@ -231,3 +233,24 @@ def test_accelerator_smoke_writes_every_part(tmp_path):
   for suffix in ("", "_runs", "_sweep", "_pipeline"):
     table = (tmp_path / f"acc{suffix}.csv").read_text().splitlines()
     assert len(table) >= 2, suffix
+
+
+def test_first_checkpoint_is_the_lowest_finished_step(tmp_path):
+  assert launch_checks.first_checkpoint(str(tmp_path)) is None
+  (tmp_path / "checkpoints" / "16.orbax-checkpoint-tmp-3").mkdir(parents=True)
+  assert launch_checks.first_checkpoint(str(tmp_path)) is None  # still being written
+  for step in ("24", "8"):
+    (tmp_path / "checkpoints" / step).mkdir()
+  assert launch_checks.first_checkpoint(str(tmp_path)) == 8
+
+
+def test_runs_are_identical_only_with_the_same_final_line_and_metrics():
+  def outcome(final, loss, rate=1000.0):
+    return launch_checks.Outcome(exit=0, wall_s=1.0, final=final, images_per_s=rate,
+                                 compile_s=0.5, metrics=[{"step": 8, "train/loss": loss}])
+  a = outcome("final eval/top1=0.9800", 0.25)
+  assert a.same_as(outcome("final eval/top1=0.9800", 0.25, rate=2000.0))  # speed may differ
+  assert not a.same_as(outcome("final eval/top1=0.9800", 0.25000001))  # the last bit counts
+  assert not a.same_as(outcome("final eval/top1=0.9790", 0.25))
+  assert not outcome(None, 0.25).same_as(outcome(None, 0.25))  # a run with no final line
+  assert "metrics" not in a.summary() and a.summary()["final"] == "final eval/top1=0.9800"
