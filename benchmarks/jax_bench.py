@@ -127,15 +127,16 @@ def compiled_bytes(case: Case) -> float:
 
 
 def largest_batch(case: Case, limit_bytes: float | None = None, fraction: float = 0.9,
-                  max_batch: int = 1 << 14) -> Case:
+                  max_batch: int = 1 << 14, start: int | None = None) -> Case:
   """The case at the largest power-of-two batch whose train step fits in ``fraction`` of device
-  memory (``limit_bytes``, default: what the device reports), found by compiling, not running."""
+  memory (``limit_bytes``, default: what the device reports), found by compiling, not running:
+  ``start`` (default: the device count), twice that, ... (a larger start compiles fewer)."""
   if limit_bytes is None:
     stats = jax.local_devices()[0].memory_stats() or {}
     if "bytes_limit" not in stats:
       raise CaseError("--max_batch needs a device that reports its memory (a GPU or TPU).")
     limit_bytes = float(stats["bytes_limit"])
-  batch = jax.device_count()
+  batch = start or jax.device_count()
   best = None
   while batch <= max_batch:
     candidate = dataclasses.replace(case, batch=batch)
@@ -143,7 +144,7 @@ def largest_batch(case: Case, limit_bytes: float | None = None, fraction: float 
       break
     best, batch = candidate, batch * 2
   if best is None:
-    raise CaseError(f"even batch {jax.device_count()} of {case.label} needs more than "
+    raise CaseError(f"even batch {start or jax.device_count()} of {case.label} needs more than "
                     f"{fraction:.0%} of {limit_bytes / 2**30:.1f} GiB.")
   return best
 

@@ -187,6 +187,7 @@ def test_largest_batch_is_the_biggest_power_of_two_that_fits():
   assert need[8] < need[16] < need[32] < need[64]
   limit = (need[32] + need[64]) / 2 / 0.9  # 32 fits in 90% of it, 64 does not
   assert jax_bench.largest_batch(case, limit, max_batch=64).batch == 32
+  assert jax_bench.largest_batch(case, limit, max_batch=64, start=16).batch == 32
   with pytest.raises(cases.CaseError, match="needs more than"):
     jax_bench.largest_batch(case, need[8] / 2)
   if jax.devices()[0].platform == "cpu":
