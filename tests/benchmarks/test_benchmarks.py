@@ -255,3 +255,35 @@ def test_runs_are_identical_only_with_the_same_final_line_and_metrics():
   assert not a.same_as(outcome("final eval/top1=0.9790", 0.25))
   assert not outcome(None, 0.25).same_as(outcome(None, 0.25))  # a run with no final line
   assert "metrics" not in a.summary() and a.summary()["final"] == "final eval/top1=0.9800"
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_training_checks_compare_the_right_runs(monkeypatch, tmp_path, gpu):
+  """The GPU form, without a GPU: which runs are made with deterministic ops, and which run the
+  kill -9 + resume is compared with (launch.py's processes replaced by records)."""
+  started = []
+
+  def start(workdir, args, env):
+    started.append((os.path.basename(workdir), env.get("XLA_FLAGS", "")))
+    return launch_checks.Started(None, workdir, 0.0)
+
+  def finish(run):
+    name = os.path.basename(run.workdir)
+    final = "final b" if name in ("det1", "det2", "killed") and gpu else "final a"
+    return launch_checks.Outcome(0, 1.0, final, 1.0, 0.1, [])
+
+  monkeypatch.setattr(launch_checks, "start", start)
+  monkeypatch.setattr(launch_checks, "finish", finish)
+  monkeypatch.setattr(launch_checks, "kill_after_first_checkpoint",
+                      lambda run: {"killed_after_step": 8, "killed_while_running": True})
+  r = launch_checks.training(str(tmp_path), ("--config.num_steps=4",), gpu=gpu, concurrent=False)
+  flagged = {name for name, flags in started if launch_checks.DETERMINISTIC in flags}
+  if gpu:
+    assert [n for n, _ in started] == ["run1", "killed", "run2", "det1", "det2", "killed"]
+    assert flagged == {"det1", "det2", "killed"}
+    assert r["compared_with"]["kill -9, rerun"] == "deterministic 1"
+    assert r["identical"] == {"run 2": True, "kill -9, rerun": True, "deterministic 2": True}
+  else:
+    assert [n for n, _ in started] == ["run1", "killed", "run2", "killed"] and not flagged
+    assert r["identical"] == {"run 2": True, "kill -9, rerun": True}
+  assert r["kill"]["killed_after_step"] == 8
