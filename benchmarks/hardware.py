@@ -7,6 +7,7 @@ dtype, with all cores — the roofline a convolution could reach if it were one 
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 
@@ -65,6 +66,7 @@ def measured_matmul_peak(dtype: str, n: int | None = None, repeats: int = 10) ->
   return 2 * n**3 / best
 
 
+@functools.lru_cache(maxsize=None)  # measured once per process and dtype
 def peak_flops(dtype: str) -> tuple[float, str]:
   """(peak FLOP/s of one device, where the figure comes from).
 

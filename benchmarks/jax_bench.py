@@ -27,12 +27,15 @@ from cnnjax.train import state as state_lib
 from cnnjax.train import step as step_lib
 
 
-def synthetic_batch(case: Case, mesh) -> dict[str, jax.Array]:
-  """A fixed random batch placed as training places it: rows sharded over ``data``."""
+def synthetic_batch(case: Case, mesh, steps_per_call: int = 1) -> dict[str, jax.Array]:
+  """A fixed random batch placed as training places it: rows sharded over ``data``; with
+  ``steps_per_call`` > 1, that many different batches stacked on a leading axis."""
   rng = np.random.default_rng(0)
-  images = rng.standard_normal((case.batch, case.size, case.size, case.channels), np.float32)
-  labels = rng.integers(0, case.num_classes, case.batch).astype(np.int32)
-  return parallel.to_global({"image": images, "label": labels}, mesh)
+  lead = (steps_per_call,) if steps_per_call > 1 else ()
+  images = rng.standard_normal((*lead, case.batch, case.size, case.size, case.channels),
+                               np.float32)
+  labels = rng.integers(0, case.num_classes, (*lead, case.batch)).astype(np.int32)
+  return parallel.to_global({"image": images, "label": labels}, mesh, len(lead))
 
 
 def _compiled_size(compiled) -> float:
@@ -63,11 +66,13 @@ def _flops(compiled) -> float | None:
   return float(flops) if flops and flops > 0 else None
 
 
-def _reference_flops(case: Case, state, batch, key) -> float | None:
-  """The step's FLOPs counted on XLA's own ops (the plain model, traced outside the CPU
-  backend's lowering): XLA's cost analysis counts none inside the FFI custom calls it makes."""
+def _reference_flops(case: Case, state, batch, key, xla_ops: bool = True) -> float | None:
+  """One step's FLOPs. ``xla_ops``: counted on XLA's own ops (the plain model, traced outside
+  the CPU backend's lowering), as XLA's cost analysis counts none inside FFI custom calls."""
   _, _, _, step, _ = _setup(case)
-  return _flops(step.lower(state, batch, key).compile())
+  if xla_ops:
+    return _flops(step.lower(state, batch, key).compile())
+  return _flops(_compile(step, state, batch, key)[0])
 
 
 def _compile(jitted, *args) -> tuple[object, float, float]:
@@ -80,8 +85,18 @@ def _compile(jitted, *args) -> tuple[object, float, float]:
   return compiled, lower_s, time.perf_counter() - t
 
 
-def _setup(case: Case):
-  """(model, mesh, jitted init and train step, key) for the case; nothing is computed yet."""
+def _scanned(step):
+  """``step`` over a stack of batches in one call (``steps_per_call``), as the loop's call does:
+  one dispatch and one transfer for the whole stack."""
+  def steps(state, batches, key):
+    return jax.lax.scan(lambda s, batch: step(s, batch, key), state, batches)
+  return steps
+
+
+def _setup(case: Case, steps_per_call: int = 1):
+  """(model, mesh, jitted init and train step, key) for the case; nothing is computed yet.
+
+  With ``steps_per_call`` > 1 the step trains on a stack of that many batches per call."""
   mesh = parallel.make_mesh()
   if case.batch % mesh.devices.size:
     raise CaseError(f"batch {case.batch} is not divisible by the {mesh.devices.size} devices.")
@@ -91,8 +106,10 @@ def _setup(case: Case):
   init = jax.jit(lambda k: state_lib.create(
       registry.init_variables(model, k, (1, case.size, case.size, case.channels)), tx),
       out_shardings=rep)
-  step = jax.jit(functools.partial(step_lib.train_step, model=model, tx=tx, input_fn=lambda x: x),
-                 in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=0)
+  step = functools.partial(step_lib.train_step, model=model, tx=tx, input_fn=lambda x: x)
+  if steps_per_call > 1:
+    step, data = _scanned(step), parallel.batch_sharding(mesh, 1)
+  step = jax.jit(step, in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=0)
   return model, mesh, init, step, jax.random.key(0)
 
 
@@ -110,15 +127,16 @@ def compiled_bytes(case: Case) -> float:
 
 
 def largest_batch(case: Case, limit_bytes: float | None = None, fraction: float = 0.9,
-                  max_batch: int = 1 << 14) -> Case:
+                  max_batch: int = 1 << 14, start: int | None = None) -> Case:
   """The case at the largest power-of-two batch whose train step fits in ``fraction`` of device
-  memory (``limit_bytes``, default: what the device reports), found by compiling, not running."""
+  memory (``limit_bytes``, default: what the device reports), found by compiling, not running:
+  ``start`` (default: the device count), twice that, ... (a larger start compiles fewer)."""
   if limit_bytes is None:
     stats = jax.local_devices()[0].memory_stats() or {}
     if "bytes_limit" not in stats:
       raise CaseError("--max_batch needs a device that reports its memory (a GPU or TPU).")
     limit_bytes = float(stats["bytes_limit"])
-  batch = jax.device_count()
+  batch = start or jax.device_count()
   best = None
   while batch <= max_batch:
     candidate = dataclasses.replace(case, batch=batch)
@@ -126,7 +144,7 @@ def largest_batch(case: Case, limit_bytes: float | None = None, fraction: float 
       break
     best, batch = candidate, batch * 2
   if best is None:
-    raise CaseError(f"even batch {jax.device_count()} of {case.label} needs more than "
+    raise CaseError(f"even batch {start or jax.device_count()} of {case.label} needs more than "
                     f"{fraction:.0%} of {limit_bytes / 2**30:.1f} GiB.")
   return best
 
@@ -141,11 +159,17 @@ def compiled_train_step(case: Case):
 
 
 def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps: int = 500,
-            warmup: int = 3, inference: bool = True) -> dict:
-  """Train-step (and inference) throughput, step times, compile time, FLOPs, MFU and memory."""
-  model, mesh, init, step, key = _setup(case)
+            warmup: int = 3, inference: bool = True, steps_per_call: int = 1,
+            flops_per_step: float | None = None) -> dict:
+  """Train-step (and inference) throughput, step times, compile time, FLOPs, MFU and memory.
+
+  With ``steps_per_call`` = K > 1 each timed call trains K steps (``step_ms_*`` are per call,
+  ``images_per_s`` per image); the FLOPs are counted on the one-step program (XLA's cost
+  analysis counts a loop's body once), or ``flops_per_step`` when given (a measurement of the
+  same case with another K: no compile to count them again)."""
+  model, mesh, init, step, key = _setup(case, steps_per_call)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  state, batch = init(key), synthetic_batch(case, mesh)
+  state, batch = init(key), synthetic_batch(case, mesh, steps_per_call)
   compiled, lower_s, compile_s = _compile(step, state, batch, key)
   device = jax.local_devices()[0]
 
@@ -158,27 +182,35 @@ def measure(case: Case, *, min_time: float = 10.0, min_steps: int = 5, max_steps
   for _ in range(warmup):
     run_train()
   train = timing.summarize(timing.timed_steps(run_train, min_time, min_steps, max_steps),
-                           case.batch)
+                           case.batch * steps_per_call)
   n = mesh.devices.size
   # XLA's cost analysis counts one device's share of the step
   onednn = device.platform == "cpu" and cpu.onednn_loaded()
-  per_device = (_reference_flops(case, holder["state"], batch, key) if onednn
-                else _flops(compiled))
+  if flops_per_step is not None:
+    per_device = flops_per_step / n
+  elif onednn or steps_per_call > 1:
+    one = synthetic_batch(case, mesh)
+    per_device = _reference_flops(case, holder["state"], one, key, xla_ops=onednn)
+  else:
+    per_device = _flops(compiled)
   flops = per_device * n if per_device else None
   peak, peak_source = hardware.peak_flops(case.dtype)
   peak *= n
   result = {
       "framework": "jax", "version": f"jax {jax.__version__}", "case": case.label,
       "model": case.model, "batch": case.batch, "size": case.size, "dtype": case.dtype,
+      "steps_per_call": steps_per_call,
       "device": hardware.device_name(device), "devices": mesh.devices.size,
       "cpu_kernels": ("onednn" if onednn else "xla") if device.platform == "cpu" else None,
       "lower_s": lower_s, "compile_s": compile_s, "train": train,
       "train_flops_per_step": flops, "peak_flops": peak, "peak_source": peak_source,
   }
   if flops:
-    achieved = flops / (train["step_ms_median"] / 1e3)
+    achieved = flops * steps_per_call / (train["step_ms_median"] / 1e3)
     result.update(train_flops_per_s=achieved, mfu=achieved / peak)
   if inference:
+    if steps_per_call > 1:
+      batch = synthetic_batch(case, mesh)
     forward = jax.jit(lambda v, x: model.apply(v, x, train=False), in_shardings=(rep, data),
                       out_shardings=data)
     infer_compiled, _, infer_compile_s = _compile(forward, holder["state"].variables(),

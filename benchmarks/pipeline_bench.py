@@ -10,6 +10,7 @@ the model side).
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -62,3 +63,42 @@ def measure(dataset: sources.Dataset, options: dict, *, min_time: float = 5.0,
     batches += 1
   elapsed = time.perf_counter() - start
   return {"batches": batches, "images_per_s": images / elapsed, "threads": num_threads}
+
+
+class JpegFiles:
+  """A source whose every read decodes a JPEG file (as a tfds ``data_source`` of encoded images
+  does): ``{"image": uint8 (H, W, 3), "label": int}``."""
+
+  def __init__(self, paths: list[str], labels: np.ndarray):
+    self.paths, self.labels = paths, labels
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    with Image.open(self.paths[index]) as image:
+      return {"image": np.asarray(image.convert("RGB"), np.uint8), "label": self.labels[index]}
+
+
+def write_jpegs(directory: str, n: int, *, sizes: tuple[int, int] = (300, 500),
+                quality: int = 90) -> sources.Dataset:
+  """``n`` synthetic photos-like JPEGs (smooth colour fields with noise, random sizes in
+  ``sizes``) written into ``directory``, as a variable-size dataset with a 224 crop that decodes
+  each file when it is read."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  os.makedirs(directory, exist_ok=True)
+  rng = np.random.default_rng(0)
+  paths = []
+  for i in range(n):
+    h, w = rng.integers(sizes[0], sizes[1] + 1, 2)
+    coarse = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize(
+        (int(w), int(h)), Image.Resampling.BICUBIC)
+    noise = rng.integers(-12, 13, (int(h), int(w), 3))
+    pixels = np.clip(np.asarray(coarse, np.int64) + noise, 0, 255).astype(np.uint8)
+    paths.append(os.path.join(directory, f"{i:05d}.jpg"))
+    Image.fromarray(pixels).save(paths[-1], quality=quality)
+  source = JpegFiles(paths, rng.integers(0, 10, n).astype(np.int64))
+  return sources.Dataset(name="jpeg", split="train", source=source, image_key="image",
+                         label_key="label", image_shape=(224, 224, 3), num_classes=10,
+                         mean=(0.5,) * 3, std=(0.25,) * 3, variable_size=True, crop=224)

@@ -34,12 +34,13 @@ def tables(lines: list[str]) -> list[list[list[str]]]:
   return found
 
 
-def write_tables(out_json: str, lines: list[str]) -> list[str]:
-  """Writes each printed table as CSV beside ``out_json`` (first ``NAME.csv``, then
-  ``NAME_pipeline.csv``), atomically; returns the paths written."""
+def write_tables(out_json: str, lines: list[str],
+                 suffixes: tuple[str, ...] | list[str] = ("", "_pipeline")) -> list[str]:
+  """Writes each printed table as CSV beside ``out_json`` (the first as ``NAME.csv``, the next
+  as ``NAME<suffix>.csv``), atomically; returns the paths written."""
   stem = os.path.splitext(out_json)[0]
   paths = []
-  for table, suffix in zip(tables(lines), ("", "_pipeline")):
+  for table, suffix in zip(tables(lines), suffixes):
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows(table)
     files.write_atomic(stem + suffix + ".csv", text.getvalue())

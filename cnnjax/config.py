@@ -48,7 +48,9 @@ def defaults() -> ConfigDict:
       "negative_slope": none(float),  # leaky ReLU's slope for x < 0
       "pool": none(str),  # max | avg
       "dropout": none(float),
-      "dtype": "float32",  # compute precision: float32 | bfloat16
+      # compute precision: float32 | bfloat16; default: the platform's (cnnjax.platforms:
+      # bfloat16 on GPU and TPU, float32 on CPU). Parameters stay float32.
+      "dtype": none(str),
   })
   c.num_classes = none(int)  # default: the dataset's number of classes
 
@@ -113,7 +115,8 @@ def defaults() -> ConfigDict:
   # Train steps per compiled call (a loop on the device, one transfer of the stacked batches):
   # short steps pay per-step host work otherwise (LeNet-5 on 2 cores: about a fifth). Signals,
   # logging, evaluation and saving happen between calls, at the same steps whatever it is.
-  c.steps_per_call = 1
+  # Default: the platform's (cnnjax.platforms: 8 for small images on GPU and TPU, else 1).
+  c.steps_per_call = none(int)
   c.eval_every_epochs = 1.0  # 0: evaluate only at the end
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 3
@@ -251,7 +254,7 @@ RANGES = (
     ("batch_size", POSITIVE, False),
     ("eval_batch_size", POSITIVE, False),
     ("log_every_steps", POSITIVE, False),
-    ("steps_per_call", AT_LEAST_ONE, False),
+    ("steps_per_call", AT_LEAST_ONE, True),
     ("checkpoint_every_steps", POSITIVE, False),
     ("keep_checkpoints", POSITIVE, False),
     ("eval_every_epochs", NON_NEGATIVE, False),

@@ -13,7 +13,7 @@ from tests.test_launch import ROOT
 # Bottom to top; a module may import its own layer and those below. The README's Layout section
 # draws the same order.
 LAYERS = (
-    ("cnnjax.errors", "cnnjax.trees", "cnnjax.hugepages", "cnnjax.files"),
+    ("cnnjax.errors", "cnnjax.trees", "cnnjax.hugepages", "cnnjax.files", "cnnjax.platforms"),
     ("cnnjax.config",),
     ("cnnjax.models", "cnnjax.data", "cnnjax.cpu"),  # cpu: a backend that reads models.layers
     ("cnnjax.checkpoint", "cnnjax.parallel", "cnnjax.distributed"),

@@ -21,7 +21,7 @@ import ml_collections
 import optax
 from flax import linen as nn
 
-from cnnjax import config as config_lib, models, parallel
+from cnnjax import config as config_lib, models, parallel, platforms
 from cnnjax.data import sources, splits, transforms
 from cnnjax.data.preprocessing import Preprocessing
 from cnnjax.errors import UserError, unknown
@@ -106,7 +106,6 @@ def resolve(config: ml_collections.ConfigDict,
             devices: Sequence[jax.Device] | None = None) -> Run:
   """Resolves and checks the whole run: no file is written, nothing is compiled."""
   check(config)
-  as_json = _as_json(config)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)
   pre = _pretrained_preprocessing(config)
@@ -118,9 +117,11 @@ def resolve(config: ml_collections.ConfigDict,
     raise UserError(f"config.num_classes={config.num_classes} is smaller than the "
                     f"{train_data.num_classes} classes of {config.dataset}.")
   num_classes = config.num_classes or train_data.num_classes
-  model = models.create(config.model, num_classes=num_classes, **config.model_options)
   size = spec.input_size_for(train_data.image_shape[0], config.data.image_size or (
       pre.crop if pre else None))
+  config = platform_defaults(config, mesh.devices.flat[0].platform, size)
+  as_json = _as_json(config)  # with the defaults filled in: what the run ran with
+  model = models.create(config.model, num_classes=num_classes, **config.model_options)
   channels = config.data.channels or spec.channels
   input_fn = functools.partial(transforms.to_model_input, size=size, channels=channels,
                                mean=train_data.mean, std=train_data.std)
@@ -138,6 +139,17 @@ def resolve(config: ml_collections.ConfigDict,
              train_mode=ft.mode != "linear_probe", input_fn=input_fn, input_shape=shape,
              variables=variables, heads=heads, frozen=frozen, init_from=config.init_from,
              init_skip=tuple(config.init_skip), keep_checkpoints=config.keep_checkpoints)
+
+
+def platform_defaults(config: ml_collections.ConfigDict, platform: str,
+                      input_size: int) -> ml_collections.ConfigDict:
+  """A copy of ``config`` whose open keys (``model_options.dtype``, ``steps_per_call``) hold
+  what runs fast on ``platform`` (``cnnjax.platforms``); keys the config sets stay as set."""
+  config = config.copy_and_resolve_references()
+  if "dtype" in config.model_options:
+    config.model_options.dtype = platforms.compute_dtype(platform, config.model_options.dtype)
+  config.steps_per_call = platforms.steps_per_call(platform, input_size, config.steps_per_call)
+  return config
 
 
 def _heads(config, model: nn.Module, shape) -> frozenset[str]:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import cases, cli, jax_bench, pipeline_bench
+from benchmarks import cases, cli, jax_bench, launch_checks, pipeline_bench
 from cnnjax import models
 from cnnjax.transfer import torch_layout
 
@@ -125,6 +125,8 @@ def test_jax_side_needs_only_jax_flax_optax():
     ("run", ["--models=lenet5", "--frameworks=jax", "--max_batch", "--nopipeline"],
      "needs a device that reports its memory"),
     ("conv_bench", ["--model=lenet6"], "unknown model 'lenet6'"),
+    ("accelerator", ["--parts=training,gpu"], "unknown part 'gpu'; choose from throughput,"),
+    ("accelerator", ["--sweep_runs_per_device=1,0"], "--sweep_runs_per_device=1,0 must be"),
     ("profile_step", ["--model=lenet5@x"], "bad input size"),
     ("profile_step", ["--model=lenet5", "--batch=12"], "not divisible by the 8 devices"),
 ])
@@ -185,6 +187,7 @@ def test_largest_batch_is_the_biggest_power_of_two_that_fits():
   assert need[8] < need[16] < need[32] < need[64]
   limit = (need[32] + need[64]) / 2 / 0.9  # 32 fits in 90% of it, 64 does not
   assert jax_bench.largest_batch(case, limit, max_batch=64).batch == 32
+  assert jax_bench.largest_batch(case, limit, max_batch=64, start=16).batch == 32
   with pytest.raises(cases.CaseError, match="needs more than"):
     jax_bench.largest_batch(case, need[8] / 2)
   if jax.devices()[0].platform == "cpu":
@@ -199,3 +202,88 @@ def test_failed_measurements_are_null_so_the_file_is_strict_json():
   assert out == {"train": {"images_per_s": None, "mfu": None, "batch": 8},
                  "times": [1.5, None], "name": "lenet5"}
   json.dumps(out, allow_nan=False)
+
+
+@pytest.mark.e2e
+def test_accelerator_smoke_writes_every_part(tmp_path):
+  """The issue's acceptance: ``benchmarks.accelerator --smoke`` checks this host (CPU here) and
+  writes its tables; every number comes from the command itself."""
+  out = tmp_path / "acc.json"
+  done = subprocess.run([sys.executable, "-m", "benchmarks.accelerator", "--smoke",
+                         f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+  text = done.stdout
+  for title in ("## 1. Train-step throughput", "## 2–3. The main command",
+                "## 4. A smoke sweep", "## 5. The input pipeline alone"):
+    assert title in text
+  rows = {l.split("|")[1].strip(): l for l in text.splitlines() if l.startswith("| ")}
+  final = re.search(r"final eval/loss=[\d.]+ eval/top1=[\d.]+ eval/top5=[\d.]+", rows["run 1"])
+  assert final and final.group(0) in rows["run 2"] and final.group(0) in rows["kill -9, rerun"]
+  assert "run 1: yes" in rows["run 2"] and "run 1: yes" in rows["kill -9, rerun"]
+  assert "kill -9: after the checkpoint of step 8" in text
+  results = json.load(open(out))
+  assert results["platform"] == "cpu" and results["smoke"] is True
+  assert all(results["training"]["identical"].values())
+  assert [s["runs"] for s in results["sweep"]["settings"]] == [2]  # max and avg pooling, 1 seed
+  assert results["sweep"]["settings"][0]["runs_per_minute"] > 0
+  throughput = results["throughput"]
+  assert set(throughput) == {"lenet5@28 steps_per_call=1", "lenet5@28 steps_per_call=4"}
+  assert all(r["train"]["images_per_s"] > 0 and 0 < r["mfu"] < 1 for r in throughput.values())
+  assert len(results["pipeline"]) == 4 and all(r["images_per_s"] > 0
+                                               for r in results["pipeline"].values())
+  for suffix in ("", "_runs", "_sweep", "_pipeline"):
+    table = (tmp_path / f"acc{suffix}.csv").read_text().splitlines()
+    assert len(table) >= 2, suffix
+
+
+def test_first_checkpoint_is_the_lowest_finished_step(tmp_path):
+  assert launch_checks.first_checkpoint(str(tmp_path)) is None
+  (tmp_path / "checkpoints" / "16.orbax-checkpoint-tmp-3").mkdir(parents=True)
+  assert launch_checks.first_checkpoint(str(tmp_path)) is None  # still being written
+  for step in ("24", "8"):
+    (tmp_path / "checkpoints" / step).mkdir()
+  assert launch_checks.first_checkpoint(str(tmp_path)) == 8
+
+
+def test_runs_are_identical_only_with_the_same_final_line_and_metrics():
+  def outcome(final, loss, rate=1000.0):
+    return launch_checks.Outcome(exit=0, wall_s=1.0, final=final, images_per_s=rate,
+                                 compile_s=0.5, metrics=[{"step": 8, "train/loss": loss}])
+  a = outcome("final eval/top1=0.9800", 0.25)
+  assert a.same_as(outcome("final eval/top1=0.9800", 0.25, rate=2000.0))  # speed may differ
+  assert not a.same_as(outcome("final eval/top1=0.9800", 0.25000001))  # the last bit counts
+  assert not a.same_as(outcome("final eval/top1=0.9790", 0.25))
+  assert not outcome(None, 0.25).same_as(outcome(None, 0.25))  # a run with no final line
+  assert "metrics" not in a.summary() and a.summary()["final"] == "final eval/top1=0.9800"
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_training_checks_compare_the_right_runs(monkeypatch, tmp_path, gpu):
+  """The GPU form, without a GPU: which runs are made with deterministic ops, and which run the
+  kill -9 + resume is compared with (launch.py's processes replaced by records)."""
+  started = []
+
+  def start(workdir, args, env):
+    started.append((os.path.basename(workdir), env.get("XLA_FLAGS", "")))
+    return launch_checks.Started(None, workdir, 0.0)
+
+  def finish(run):
+    name = os.path.basename(run.workdir)
+    final = "final b" if name in ("det1", "det2", "killed") and gpu else "final a"
+    return launch_checks.Outcome(0, 1.0, final, 1.0, 0.1, [])
+
+  monkeypatch.setattr(launch_checks, "start", start)
+  monkeypatch.setattr(launch_checks, "finish", finish)
+  monkeypatch.setattr(launch_checks, "kill_after_first_checkpoint",
+                      lambda run: {"killed_after_step": 8, "killed_while_running": True})
+  r = launch_checks.training(str(tmp_path), ("--config.num_steps=4",), gpu=gpu, concurrent=False)
+  flagged = {name for name, flags in started if launch_checks.DETERMINISTIC in flags}
+  if gpu:
+    assert [n for n, _ in started] == ["run1", "killed", "run2", "det1", "det2", "killed"]
+    assert flagged == {"det1", "det2", "killed"}
+    assert r["compared_with"]["kill -9, rerun"] == "deterministic 1"
+    assert r["identical"] == {"run 2": True, "kill -9, rerun": True, "deterministic 2": True}
+  else:
+    assert [n for n, _ in started] == ["run1", "killed", "run2", "killed"] and not flagged
+    assert r["identical"] == {"run 2": True, "kill -9, rerun": True}
+  assert r["kill"]["killed_after_step"] == 8

@@ -67,3 +67,26 @@ def test_the_run_holds_each_setting_once(data_dir):
   assert (run.seed, run.label_smoothing, run.train_mode) == (3, 0.1, True)
   assert (run.init_from, run.init_skip, run.keep_checkpoints) == (None, (), c.keep_checkpoints)
   assert run.config["batch_size"] == 64 and run.config["data"]["flip"] is True
+
+
+@pytest.mark.parametrize("platform,dtype,steps", [("cpu", "float32", 1), ("gpu", "bfloat16", 8)])
+def test_open_keys_take_the_platforms_defaults_and_set_ones_stay(platform, dtype, steps):
+  c = config_lib.defaults()
+  assert c.model_options.dtype is None and c.steps_per_call is None
+  filled = resolve.platform_defaults(c, platform, 32)
+  assert (filled.model_options.dtype, filled.steps_per_call) == (dtype, steps)
+  assert c.model_options.dtype is None and c.steps_per_call is None  # a copy: c is as it was
+  c = config_lib.with_values(c, {"model_options.dtype": "float32", "steps_per_call": 2})
+  filled = resolve.platform_defaults(c, platform, 32)
+  assert (filled.model_options.dtype, filled.steps_per_call) == ("float32", 2)
+
+
+def test_the_run_records_the_filled_defaults_on_cpu(data_dir):
+  """config.json holds what the run ran with; on CPU that is what it held before the defaults
+  became the platform's (float32, the experiment's steps_per_call), so old runs resume."""
+  run = resolve.resolve(lenet(data_dir, num_steps=4), devices=jax.devices()[:1])
+  assert run.config["model_options"]["dtype"] == "float32"
+  assert run.config["steps_per_call"] == 8 and run.steps.steps_per_call == 8
+  run = resolve.resolve(config_lib.with_values(lenet(data_dir), {"steps_per_call": None}),
+                        devices=jax.devices()[:1])
+  assert run.config["steps_per_call"] == 1 and run.model.dtype == "float32"
