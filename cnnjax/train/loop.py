@@ -33,8 +33,10 @@ from cnnjax.transfer import merge, pretrained
 
 
 def train(config: ml_collections.ConfigDict, workdir: str,
-          devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
-  """Trains (or resumes) the experiment in ``workdir``; returns the final eval metrics.
+          devices: Sequence[jax.Device] | None = None, *, quiet: bool = False) -> dict[str, float]:
+  """Trains (or resumes) the experiment in ``workdir``; returns the final eval metrics. With
+  ``quiet`` nothing is printed (no progress bar or lines on stderr); the workdir's files are
+  the same.
 
   Raises ``Stopped`` after saving when SIGTERM/SIGINT arrive, ``RunFailed`` when the run
   diverges or a save fails, ``UserError`` for bad input (nothing written then)."""
@@ -45,7 +47,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       mgr = checkpoint.manager(os.path.join(workdir, files.CHECKPOINTS),
                                keep=run.keep_checkpoints)
       try:
-        final = _train(run, workdir, mgr, request)
+        final = _train(run, workdir, mgr, request, quiet)
       except BaseException:
         with contextlib.suppress(Exception):  # the error in hand is the one to report
           mgr.wait_until_finished()
@@ -57,7 +59,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   return final
 
 
-def _train(run: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[str, float]:
+def _train(run: Run, workdir: str, mgr, request: stopping.StopRequest,
+           quiet: bool = False) -> dict[str, float]:
   """Restores or initialises the state and the data position, then loops."""
   restored = resume.restore(workdir, run.config, mgr, abstract_state(run))
   if restored is None:
@@ -76,7 +79,7 @@ def _train(run: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[s
     raise Stopped(f"stopped by {signal.Signals(request.signum).name} before step {start + 1}; "
                   "nothing new to save. Run the same command again to resume.", request.signum)
   writer = MetricWriter(workdir, total_steps=run.steps.total_steps, start_step=start,
-                        enabled=jax.process_index() == 0)
+                        enabled=jax.process_index() == 0, quiet=quiet)
   try:
     return _loop(run, state, stream, window, writer, mgr, stopping.Agreement(request, run.mesh))
   finally:
