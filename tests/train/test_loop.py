@@ -9,7 +9,7 @@ import pytest
 
 from cnnjax import checkpoint, config as config_lib, cpu
 from cnnjax.errors import UserError
-from cnnjax.train import loop
+from cnnjax.train import loop, predict
 
 pytestmark = pytest.mark.e2e  # whole training runs, in-process
 
@@ -43,6 +43,10 @@ def test_lenet_learns_and_writes_everything(tmp_path, data_dir):
   # --mode=eval restores the newest checkpoint and reproduces the final metrics.
   again = loop.evaluate(tiny_config(data_dir), workdir, devices=jax.devices()[:1])
   assert again["step"] == 60 and again["eval/top1"] == final["eval/top1"]
+  # ... and so do its per-example predictions
+  predicted = predict.predict(tiny_config(data_dir), workdir, devices=jax.devices()[:1])
+  assert predicted.step == 60 and len(predicted.labels) == 1000
+  assert np.mean(predicted.predicted == predicted.labels) == pytest.approx(final["eval/top1"])
 
 
 def test_evaluate_without_checkpoint_is_a_clear_error(tmp_path, data_dir):
