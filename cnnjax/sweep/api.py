@@ -106,10 +106,9 @@ def _base(config: str | ml_collections.ConfigDict, overrides: Mapping[str, Any],
   if sweep is None:
     raise UserError("a config given as a ConfigDict needs sweep=Sweep(...) (only an experiment "
                     "file can declare its own get_sweep).")
-  text = experiment_text(config_lib.with_values(config, overrides))
-  base = config_lib.with_saved(json.loads(config_lib.with_values(
-      config, overrides).to_json_best_effort()))  # exactly what the file's get_config gives
-  return os.path.join(sweep_dir, EXPERIMENT), base, [], sweep, text
+  config = config_lib.with_values(config, overrides)
+  base = config_lib.with_saved(json.loads(config.to_json_best_effort()))  # the file's get_config
+  return os.path.join(sweep_dir, EXPERIMENT), base, [], sweep, experiment_text(config)
 
 
 def run(config: str | ml_collections.ConfigDict, workdir: str, *, sweep: spec.Sweep | None = None,

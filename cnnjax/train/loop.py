@@ -62,7 +62,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 def _train(run: Run, workdir: str, mgr, request: stopping.StopRequest,
            quiet: bool = False) -> dict[str, float]:
   """Restores or initialises the state and the data position, then loops."""
-  restored = resume.restore(workdir, run.config, mgr, abstract_state(run))
+  restored = resume.restore(workdir, run.config, mgr, abstract_state(run), quiet=quiet)
   if restored is None:
     state = init_state(run, load_init_from(run.init_from) if run.init_from else None)
   else:
@@ -260,13 +260,14 @@ def _write_config(run: Run, workdir: str) -> None:
       raise UserError(f"the config holds a value JSON can't store: {e}") from None
 
 
-def state_to_evaluate(run: Run, workdir: str) -> tuple[int, state_lib.TrainState, str]:
+def state_to_evaluate(run: Run, workdir: str,
+                      quiet: bool = False) -> tuple[int, state_lib.TrainState, str]:
   """(step, state, what it is) of the newest checkpoint in ``workdir``, else of the weights of
-  ``config.init_from``; a ``UserError`` when there is neither."""
+  ``config.init_from``; a ``UserError`` when there is neither. ``quiet``: no line on stderr."""
   workdir = workdir_lib.prepare(workdir)
   mgr = checkpoint.manager(os.path.join(workdir, files.CHECKPOINTS), keep=run.keep_checkpoints)
   restored = resume.restore(workdir, run.config, mgr, abstract_state(run),
-                            keys=resume.MODEL_KEYS, set_aside=False)
+                            keys=resume.MODEL_KEYS, set_aside=False, quiet=quiet)
   if restored is not None:
     return restored.step, restored.state, f"the checkpoint of step {restored.step}"
   if run.init_from:

@@ -57,8 +57,9 @@ def split_logits(run: Run, state: state_lib.TrainState) -> tuple[np.ndarray, np.
 def predict(config: ml_collections.ConfigDict, workdir: str,
             devices: Sequence[jax.Device] | None = None) -> Predictions:
   """The logits of the newest checkpoint in ``workdir`` (else of ``config.init_from``'s weights)
-  for every example of the config's evaluation split. Reads only, as ``loop.evaluate`` does."""
+  for every example of the config's evaluation split. Reads only, as ``loop.evaluate`` does, and
+  prints nothing (the step is ``Predictions.step``)."""
   run = resolve(config, devices)
-  step, state, _ = loop.state_to_evaluate(run, workdir)
+  step, state, _ = loop.state_to_evaluate(run, workdir, quiet=True)
   logits, labels = split_logits(run, state)
   return Predictions(logits, labels, step)
