@@ -56,28 +56,39 @@ def cache_dir(directory: str | None = None, environ: Mapping[str, str] | None = 
   return os.path.expanduser(directory or environ.get(CACHE_ENV) or DEFAULT_DIR)
 
 
-# JAX keeps its monitoring listeners for the life of the process: they are registered once, and
-# every later call returns the same counters (a notebook cell run twice counts nothing twice).
-_stats: CacheStats | None = None
+# JAX keeps its monitoring listeners for the life of the process: they are added once, and feed
+# the counters of the newest call (a notebook cell run twice, each run of a warm sweep worker:
+# each counts from its call on, nothing twice).
+_counting: CacheStats | None = None
+
+
+def _on_event(event: str, **kwargs) -> None:
+  if _counting is not None:
+    _counting.on_event(event, **kwargs)
+
+
+def _on_duration(event: str, seconds: float, **kwargs) -> None:
+  if _counting is not None:
+    _counting.on_duration(event, seconds, **kwargs)
 
 
 def persistent_cache(directory: str | None = None,
                      min_compile_s: float = MIN_CACHED_COMPILE_S) -> CacheStats:
   """Turns on the persistent cache in ``cache_dir(directory)`` for programs that take at least
-  ``min_compile_s`` to compile; returns the process's counters (``CacheStats``).
+  ``min_compile_s`` to compile; returns counters (``CacheStats``) of what is compiled or loaded
+  from now on (an earlier call's counters stop counting).
 
   JAX opens its cache directory once per process; this resets that, so a second call with
   another directory takes effect."""
   import jax  # pylint: disable=import-outside-toplevel  # the CLIs parse their flags first
   from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=import-outside-toplevel
-  global _stats
+  global _counting
   path = cache_dir(directory)
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_s)
   compilation_cache.reset_cache()
-  if _stats is None:
-    _stats = CacheStats(path)
-    jax.monitoring.register_event_listener(_stats.on_event)
-    jax.monitoring.register_event_duration_secs_listener(_stats.on_duration)
-  _stats.dir = path
-  return _stats
+  if _counting is None:
+    jax.monitoring.register_event_listener(_on_event)
+    jax.monitoring.register_event_duration_secs_listener(_on_duration)
+  _counting = CacheStats(path)
+  return _counting

@@ -1,6 +1,6 @@
 """The persistent compilation cache from Python: where it lives, what it counts, and that a
-second call (a notebook cell run again, another directory) neither counts twice nor keeps the
-old directory."""
+second call (a notebook cell run again, a sweep worker's next run, another directory) counts
+from then on, nothing twice, and does not keep the old directory."""
 
 import os
 
@@ -50,9 +50,11 @@ def test_a_second_directory_takes_effect_and_nothing_is_counted_twice(tmp_path,
   stats = compilation.persistent_cache(str(tmp_path / "a"), min_compile_s=0.0)
   jax.jit(lambda x: jnp.sin(x) * 7.0 + 0.125)(x).block_until_ready()
   assert len(os.listdir(tmp_path / "a")) >= 1  # the program was written to the cache
+  assert (stats.requests, stats.hits) == (1, 0)
   again = compilation.persistent_cache(str(tmp_path / "b"), min_compile_s=0.0)
-  assert again is stats and stats.dir == str(tmp_path / "b")
-  requests, hits, written = stats.requests, stats.hits, sorted(os.listdir(tmp_path / "a"))
+  assert again.dir == str(tmp_path / "b") and again.requests == 0  # counts from its call on
+  written = sorted(os.listdir(tmp_path / "a"))
   jax.jit(lambda x: jnp.cos(x) * 5.0 - 0.25)(x).block_until_ready()
-  assert stats.requests == requests + 1 and stats.hits == hits  # once, though turned on twice
+  assert (again.requests, again.hits) == (1, 0)  # once, though turned on twice
+  assert stats.requests == 1  # the first call's counters stopped
   assert os.listdir(tmp_path / "b") and sorted(os.listdir(tmp_path / "a")) == written
