@@ -36,6 +36,7 @@ def final_eval(workdir):
   return [r for r in rows if "eval/loss" in r][-1]
 
 
+@pytest.mark.jax_lines
 def test_kill_9_then_rerun_ends_bit_identical(tmp_path, data_dir):
   args = ("--config.num_steps=150", "--config.checkpoint_every_steps=10")
   straight = tmp_path / "straight"
@@ -86,6 +87,7 @@ def test_second_launch_loads_its_steps_from_the_compilation_cache(tmp_path, data
   assert os.listdir(cache)
 
 
+@pytest.mark.jax_lines
 def test_runs_data_parallel_on_8_devices(tmp_path, data_dir):
   done = launch(*tiny(tmp_path, data_dir, "--config.num_steps=10"), devices=8)
   assert done.returncode == 0, done.stderr[-2000:]

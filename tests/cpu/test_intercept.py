@@ -50,6 +50,7 @@ def _grads(model, variables, x, dtype, train):
 @pytest.mark.parametrize("name,size,channels,train", [
     ("lenet5", 28, 1, True), ("resnet20", 32, 3, True),
     ("googlenet", 32, 3, False)])  # GoogLeNet: no dropout (its draws change under float64)
+@pytest.mark.jax_lines
 def test_whole_model_gradients_equal_xla(name, size, channels, train):
   """Against XLA's float64 gradient without the backend: XLA's own float32 gradient on 2 threads
   is not a good reference (ResNet-20 at batch 4: 1.1% off, where 1 thread and oneDNN agree to
@@ -86,6 +87,7 @@ def test_the_variables_are_the_same_and_every_layer_is_lowered(name, kwargs, siz
   assert "cnnjax_onednn" not in lowered(plain_step, plain)  # outside (a new trace): plain
 
 
+@pytest.mark.jax_lines
 @pytest.mark.e2e
 def test_eight_devices_equal_one_and_keep_the_batch_sharded():
   assert jax.device_count() == 8  # tests/conftest.py
@@ -194,6 +196,7 @@ print(len(hits), float(value))
 """
 
 
+@pytest.mark.jax_lines
 @pytest.mark.e2e
 def test_a_cached_train_step_loads_and_runs_in_a_fresh_process(tmp_path):
   code = _CACHED_STEP.format(cache=str(tmp_path / "jax"))

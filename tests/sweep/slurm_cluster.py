@@ -6,6 +6,8 @@ working here), ``munged``, ``slurmctld`` and ``slurmd`` started as root and stop
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import socket
@@ -45,6 +47,21 @@ SlurmdLogFile={dir}/slurmd.log
 NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
+
+
+LOCK = "/tmp/cnnjax-test-slurm.lock"
+
+
+@contextlib.contextmanager
+def one_at_a_time(path: str = LOCK):
+  """Holds an exclusive lock on ``path``: one test cluster per host at a time (they would share
+  munged, which the first to stop kills, and the cores)."""
+  with open(path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Unavailable(Exception):

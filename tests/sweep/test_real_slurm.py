@@ -2,7 +2,11 @@
 slurm-wlm and munge, slurmctld + slurmd as root), an array run to its end with the summary
 written by the dependent report job, and Slurm's USR2 warning (``scancel --signal=USR2``, as
 before a preemption or a time limit) to a running task: the run saves, is requeued and ends
-done. Skips with one notice line where apt, root or the packages are missing."""
+done. Skips with one notice line where apt, root or the packages are missing.
+
+One cluster at a time on a host: pytest-xdist may hand this module's tests to both workers (its
+``xdist_group`` does not group under pytest 9.2), and two clusters on one host share munged and
+the cores; the second worker's cluster waits for the first's to stop (``slurm_cluster.one_at_a_time``)."""
 
 import json
 import os
@@ -22,18 +26,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
   pytest.importorskip("submitit")
-  try:
-    started = slurm_cluster.Cluster(str(tmp_path_factory.mktemp("slurm"))).start()
-  except slurm_cluster.Unavailable as e:
-    pytest.skip(f"no real Slurm here: {e}")
-  previous = os.environ.get("SLURM_CONF")
-  os.environ["SLURM_CONF"] = started.conf  # for sbatch/squeue here and in every job
-  yield started
-  started.stop()
-  if previous is None:
-    os.environ.pop("SLURM_CONF", None)
-  else:
-    os.environ["SLURM_CONF"] = previous
+  with slurm_cluster.one_at_a_time():
+    try:
+      started = slurm_cluster.Cluster(str(tmp_path_factory.mktemp("slurm"))).start()
+    except slurm_cluster.Unavailable as e:
+      pytest.skip(f"no real Slurm here: {e}")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = started.conf  # for sbatch/squeue here and in every job
+    try:
+      yield started
+    finally:
+      started.stop()
+      if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+      else:
+        os.environ["SLURM_CONF"] = previous
 
 
 def submit(workdir, data_dir, *extra, config=TINY):

@@ -26,6 +26,7 @@ def tiny_config(data_dir, **overrides):
   return config_lib.with_values(c, overrides)
 
 
+@pytest.mark.jax_lines
 def test_lenet_learns_and_writes_everything(tmp_path, data_dir, capfd):
   workdir = str(tmp_path / "run")
   final = loop.train(tiny_config(data_dir), workdir, devices=jax.devices()[:1])
