@@ -32,7 +32,7 @@ import sys  # pylint: disable=wrong-import-position
 from absl import flags, logging
 from ml_collections import config_flags
 
-from cnnjax import cli
+from cnnjax import cli, compilation
 from cnnjax.cli import fail
 from cnnjax.sweep import flags as sweep_flags
 
@@ -90,12 +90,12 @@ def main(argv: list[str]) -> None:
   _initialize_distributed()
   from cnnjax import cpu  # pylint: disable=import-outside-toplevel  # imports JAX
   from cnnjax.train import loop  # pylint: disable=import-outside-toplevel
-  cache_stats = cli.compilation_cache()
+  cache_stats = compilation.persistent_cache()
   with cpu.lowering(), cli.reported():  # the CPU backend's FFI targets before any compilation
     run = loop.train if FLAGS.mode == "train" else loop.evaluate
     result = run(config, FLAGS.workdir)
   logging.info("final: %s", result)
-  print(cli.cache_line(cache_stats))
+  print(cache_stats.line())
   print("final " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in result.items()))
 

@@ -1,6 +1,7 @@
 """The command-line edge shared by launch.py, every ``python -m cnnjax.<tool>`` and the
 benchmarks: one-line errors with their exit codes, absl flag parsing that never prints a usage
-dump, quiet logging, and JAX's persistent compilation cache.
+dump and quiet logging. (JAX's persistent compilation cache, which the commands turn on, is
+``cnnjax.compilation``: Python reaches it too.)
 
 Exit codes (``cnnjax.errors``): 2 bad input, 3 a run that failed, 128 + signal a run stopped by
 SIGTERM/SIGINT after saving. Nothing here imports JAX at module level, so a bad flag fails in
@@ -21,9 +22,6 @@ from absl import app, flags, logging
 from cnnjax.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, RunFailed, Stopped, UserError
 
 FLAGS = flags.FLAGS
-CACHE_ENV = "CNNJAX_CACHE"
-# Train and eval steps of small models compile in well under JAX's default 1 s threshold.
-MIN_CACHED_COMPILE_S = 0.2
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -118,37 +116,6 @@ def quiet_logging() -> None:
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
     logging.get_absl_handler().addFilter(_orbax_failures)
-
-
-def compilation_cache() -> dict:
-  """Turns on JAX's persistent compilation cache (``CNNJAX_CACHE``, default ~/.cache/cnnjax/jax)
-  and returns counters that fill as programs are compiled or loaded from it."""
-  import jax  # pylint: disable=import-outside-toplevel
-  cache = os.environ.get(CACHE_ENV, os.path.expanduser("~/.cache/cnnjax/jax"))
-  jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_CACHED_COMPILE_S)
-  stats = {"dir": cache, "requests": 0, "hits": 0, "compile_s": 0.0}
-
-  def on_event(event: str, **kwargs) -> None:
-    del kwargs
-    if event == "/jax/compilation_cache/compile_requests_use_cache":
-      stats["requests"] += 1
-    elif event == "/jax/compilation_cache/cache_hits":
-      stats["hits"] += 1
-
-  def on_duration(event: str, seconds: float, **kwargs) -> None:
-    del kwargs
-    if event == "/jax/core/compile/backend_compile_duration":
-      stats["compile_s"] += seconds
-
-  jax.monitoring.register_event_listener(on_event)
-  jax.monitoring.register_event_duration_secs_listener(on_duration)
-  return stats
-
-
-def cache_line(stats: dict) -> str:
-  return (f"compilation: {stats['compile_s']:.1f} s compiling; {stats['hits']} of "
-          f"{stats['requests']} cacheable programs loaded from the cache {stats['dir']}")
 
 
 @contextlib.contextmanager

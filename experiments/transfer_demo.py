@@ -16,7 +16,7 @@ import os
 import numpy as np
 from absl import flags
 
-from cnnjax import cli
+from cnnjax import cli, compilation
 from experiments import transfer_digits
 
 flags.DEFINE_string("workdir", None, "Where the runs and the results go.")
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   cli.require("workdir", hint="e.g. --workdir=runs/transfer_digits")
   cli.quiet_logging()
-  cli.compilation_cache()
+  compilation.persistent_cache()
   with cli.reported():  # a stopped run saved: a rerun resumes it (finished runs only evaluate)
     results = run(FLAGS.workdir, FLAGS.seeds, FLAGS.per_class, FLAGS.data_dir)
   text = table(results)

@@ -13,7 +13,8 @@ from tests.test_launch import ROOT
 # Bottom to top; a module may import its own layer and those below. The README's Layout section
 # draws the same order.
 LAYERS = (
-    ("cnnjax.errors", "cnnjax.trees", "cnnjax.hugepages", "cnnjax.files", "cnnjax.platforms"),
+    ("cnnjax.errors", "cnnjax.trees", "cnnjax.hugepages", "cnnjax.files", "cnnjax.platforms",
+     "cnnjax.compilation"),
     ("cnnjax.config",),
     ("cnnjax.models", "cnnjax.data", "cnnjax.cpu"),  # cpu: a backend that reads models.layers
     ("cnnjax.checkpoint", "cnnjax.parallel", "cnnjax.distributed"),
@@ -102,7 +103,8 @@ def test_cli_helpers_are_defined_once():
   for p in files:
     for node in ast.walk(ast.parse(open(p).read())):
       if isinstance(node, ast.FunctionDef) and node.name in (
-          "fail", "parse_flags", "compilation_cache", "_compilation_cache", "quiet_logging"):
+          "fail", "parse_flags", "persistent_cache", "compilation_cache", "_compilation_cache",
+          "quiet_logging"):
         defined.setdefault(node.name, []).append(os.path.relpath(p, ROOT))
   assert all(len(v) == 1 for v in defined.values()), defined
-  assert set(defined) == {"fail", "parse_flags", "compilation_cache", "quiet_logging"}
+  assert set(defined) == {"fail", "parse_flags", "persistent_cache", "quiet_logging"}

@@ -5,6 +5,9 @@ image folder is resized, cropped and normalised with ImageNet's. With ``preproce
 converted weights expect, ``cnnjax.data.preprocessing.Preprocessing``) both are normalised with
 its effective mean and std, and an image folder is also decoded with its resize, crop and
 interpolation, so held-out images reach the model exactly as torchvision would feed them.
+
+``arrays`` gives a whole split as numpy arrays, as evaluation reads it (to plot, to count, to
+feed a model of one's own).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from cnnjax.data import image_folder, sources
+import numpy as np
+
+from cnnjax.data import image_folder, pipeline, sources
 from cnnjax.data.augment import Augment
 from cnnjax.data.preprocessing import Preprocessing
 from cnnjax.errors import UserError
@@ -82,3 +87,29 @@ def open_splits(o: DataSettings, preprocessing: Preprocessing | None = None
     if len(data) == 0:
       raise UserError(f"split {split!r} of {o.dataset} is empty.")
   return train, test
+
+
+def arrays(dataset: sources.Dataset | str, split: str | None = None, *,
+           data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Every example of a split, in order: (uint8 images (N, H, W, C), int32 labels (N,)),
+  exactly as evaluation reads them (centre-cropped when the dataset has a crop).
+
+  ``arrays("mnist5k", "test")`` opens the split by name (``sources.load``); ``arrays(dataset)``
+  takes one already open (a run's ``eval_data``, ``cnnjax.inspect.loading.load(workdir).dataset``).
+  A split too large for memory (``sources.MAX_IN_MEMORY_BYTES`` decoded) is a ``UserError``."""
+  if isinstance(dataset, str):
+    if split is None:
+      raise UserError(f"arrays({dataset!r}) needs the split too, e.g. arrays({dataset!r}, 'test').")
+    dataset = sources.load(dataset, split, data_dir)
+  elif split is not None or data_dir is not None:
+    raise UserError(f"arrays() of an open dataset ({dataset.name}:{dataset.split}) takes no split "
+                    "or data_dir; give them with a dataset name instead.")
+  size = dataset.memory_bytes()
+  if size > sources.MAX_IN_MEMORY_BYTES:
+    raise UserError(f"{dataset.name!r} split {dataset.split!r} needs about {size / 2**30:.1f} GiB "
+                    f"decoded, over the {sources.MAX_IN_MEMORY_BYTES / 2**30:.1f} GiB in-memory "
+                    "limit; take a slice of it (e.g. 'test[:1000]').")
+  if len(dataset) == 0:
+    raise UserError(f"split {dataset.split!r} of {dataset.name} is empty.")
+  batch = next(pipeline.eval_batches(dataset, global_batch=len(dataset)))
+  return batch["image"], batch["label"]

@@ -15,7 +15,7 @@ import os
 
 from absl import flags
 
-from cnnjax import cli
+from cnnjax import cli, compilation
 from cnnjax.cli import fail
 
 COMMANDS = ("summarize", "visualize", "course")
@@ -105,7 +105,7 @@ def course() -> None:
 def main(argv: list[str]) -> None:
   command = _check_command(argv)
   cli.quiet_logging()
-  cli.compilation_cache()
+  compilation.persistent_cache()
   with cli.reported():  # e.g. exit 3 when no checkpoint of the run can be restored
     {"summarize": summarize, "visualize": visualize, "course": course}[command]()
 

@@ -14,6 +14,8 @@
   report.py   summary.csv / summary.md, the mean curves for TensorBoard
   plots.py    curves.png, final.png
   flags.py    the --sweep* and --slurm_* flags of launch.py; cli.py runs them
+  api.py      the same from Python: run(config or experiment file, DIR, sweep=...) returns the
+              typed results (ResultRow per run, the summary's rows, values per seed)
   __main__.py python -m cnnjax.sweep status|report DIR
 
 Experiment files import the declaring names from here: ``from cnnjax.sweep import Sweep``.

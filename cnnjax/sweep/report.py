@@ -29,7 +29,7 @@ def _metric_columns(rows: Sequence[results.ResultRow]) -> list[str]:
   return sorted({k for r in rows if r.status == "done" for k in r.finals})
 
 
-def _per_variant(rows: Sequence[results.ResultRow], metric: str) -> dict[str, dict[int, float]]:
+def per_variant(rows: Sequence[results.ResultRow], metric: str) -> dict[str, dict[int, float]]:
   """variant -> {seed: value} over the done runs."""
   out: dict[str, dict[int, float]] = {}
   for r in rows:
@@ -71,7 +71,7 @@ def summary_rows(record: store.SweepRecord,
              "runs": sum(r.variant == v for r in rows),
              "baseline": v == record.baseline} for v in record.variants}
   for metric in _metric_columns(rows):
-    for v, cols in _compare(_per_variant(rows, metric), record.baseline, metric).items():
+    for v, cols in _compare(per_variant(rows, metric), record.baseline, metric).items():
       if v in out:
         out[v].update(cols)
   for variant, line in out.items():

@@ -15,7 +15,7 @@ import functools
 import math
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import ml_collections
@@ -33,8 +33,10 @@ from cnnjax.transfer import merge, pretrained
 
 
 def train(config: ml_collections.ConfigDict, workdir: str,
-          devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
-  """Trains (or resumes) the experiment in ``workdir``; returns the final eval metrics.
+          devices: Sequence[jax.Device] | None = None, *, quiet: bool = False) -> dict[str, float]:
+  """Trains (or resumes) the experiment in ``workdir``; returns the final eval metrics. With
+  ``quiet`` nothing is printed (no progress bar or lines on stderr); the workdir's files are
+  the same.
 
   Raises ``Stopped`` after saving when SIGTERM/SIGINT arrive, ``RunFailed`` when the run
   diverges or a save fails, ``UserError`` for bad input (nothing written then)."""
@@ -45,7 +47,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       mgr = checkpoint.manager(os.path.join(workdir, files.CHECKPOINTS),
                                keep=run.keep_checkpoints)
       try:
-        final = _train(run, workdir, mgr, request)
+        final = _train(run, workdir, mgr, request, quiet)
       except BaseException:
         with contextlib.suppress(Exception):  # the error in hand is the one to report
           mgr.wait_until_finished()
@@ -57,9 +59,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   return final
 
 
-def _train(run: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[str, float]:
+def _train(run: Run, workdir: str, mgr, request: stopping.StopRequest,
+           quiet: bool = False) -> dict[str, float]:
   """Restores or initialises the state and the data position, then loops."""
-  restored = resume.restore(workdir, run.config, mgr, abstract_state(run))
+  restored = resume.restore(workdir, run.config, mgr, abstract_state(run), quiet=quiet)
   if restored is None:
     state = init_state(run, load_init_from(run.init_from) if run.init_from else None)
   else:
@@ -76,7 +79,7 @@ def _train(run: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[s
     raise Stopped(f"stopped by {signal.Signals(request.signum).name} before step {start + 1}; "
                   "nothing new to save. Run the same command again to resume.", request.signum)
   writer = MetricWriter(workdir, total_steps=run.steps.total_steps, start_step=start,
-                        enabled=jax.process_index() == 0)
+                        enabled=jax.process_index() == 0, quiet=quiet)
   try:
     return _loop(run, state, stream, window, writer, mgr, stopping.Agreement(request, run.mesh))
   finally:
@@ -227,16 +230,24 @@ def train_groups(run: Run) -> pipeline.TrainGroups:
       rows=parallel.process_rows(run.mesh, data.batch_size), num_threads=data.num_threads)
 
 
-def run_eval(run: Run, eval_fn, state) -> dict[str, float]:
-  """Metrics over every evaluation example exactly once."""
-  sums, n = None, run.mesh.devices.size
+def eval_batches(run: Run) -> Iterator[dict[str, jax.Array]]:
+  """Every evaluation example exactly once, in order, as global batches sharded over the mesh;
+  the last batch is padded, and its ``mask`` marks the real rows."""
+  n = run.mesh.devices.size
   # Evaluation pads and masks anyway, so its batch is rounded up to a multiple of the devices.
   global_batch = -(-run.data.eval_batch_size // n) * n
   batches = pipeline.eval_batches(run.eval_data, global_batch=global_batch,
                                   rows=parallel.process_rows(run.mesh, global_batch),
                                   num_threads=run.data.num_threads)
   for batch in batches:
-    sums = metrics.add(sums, eval_fn(state, parallel.to_global(batch, run.mesh)))
+    yield parallel.to_global(batch, run.mesh)
+
+
+def run_eval(run: Run, eval_fn, state) -> dict[str, float]:
+  """Metrics over every evaluation example exactly once."""
+  sums = None
+  for batch in eval_batches(run):
+    sums = metrics.add(sums, eval_fn(state, batch))
   return metrics.finalize(jax.device_get(sums), "eval")
 
 
@@ -249,6 +260,23 @@ def _write_config(run: Run, workdir: str) -> None:
       raise UserError(f"the config holds a value JSON can't store: {e}") from None
 
 
+def state_to_evaluate(run: Run, workdir: str,
+                      quiet: bool = False) -> tuple[int, state_lib.TrainState, str]:
+  """(step, state, what it is) of the newest checkpoint in ``workdir``, else of the weights of
+  ``config.init_from``; a ``UserError`` when there is neither. ``quiet``: no line on stderr."""
+  workdir = workdir_lib.prepare(workdir)
+  mgr = checkpoint.manager(os.path.join(workdir, files.CHECKPOINTS), keep=run.keep_checkpoints)
+  restored = resume.restore(workdir, run.config, mgr, abstract_state(run),
+                            keys=resume.MODEL_KEYS, set_aside=False, quiet=quiet)
+  if restored is not None:
+    return restored.step, restored.state, f"the checkpoint of step {restored.step}"
+  if run.init_from:
+    return (0, init_state(run, load_init_from(run.init_from)),
+            f"the weights of config.init_from={run.init_from!r}")
+  raise UserError(f"no checkpoint in {mgr.directory} to evaluate (and no config.init_from); "
+                  "train first.")
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str,
              devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
   """Evaluates the newest checkpoint in ``workdir`` on the eval split — or, when ``workdir`` has
@@ -258,18 +286,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   The checkpoint must fit the config as on resume (model keys, then the tree). Evaluation only
   reads: it takes no lock (a running training can be evaluated) and moves no checkpoint."""
   run = resolve(config, devices)
-  workdir = workdir_lib.prepare(workdir)
-  mgr = checkpoint.manager(os.path.join(workdir, files.CHECKPOINTS), keep=run.keep_checkpoints)
-  restored = resume.restore(workdir, run.config, mgr, abstract_state(run),
-                            keys=resume.MODEL_KEYS, set_aside=False)
-  if restored is not None:
-    step, state, what = restored.step, restored.state, f"the checkpoint of step {restored.step}"
-  elif run.init_from:
-    step, state = 0, init_state(run, load_init_from(run.init_from))
-    what = f"the weights of config.init_from={run.init_from!r}"
-  else:
-    raise UserError(f"no checkpoint in {mgr.directory} to evaluate (and no config.init_from); "
-                    "train first.")
+  step, state, what = state_to_evaluate(run, workdir)
   result = run_eval(run, calls.compile_steps(run)[1], state)
   for k, v in result.items():
     if not math.isfinite(v):

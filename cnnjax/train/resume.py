@@ -98,12 +98,12 @@ def mismatch(workdir: str, config: Mapping[str, Any], step: int,
 
 
 def restore(workdir: str, config: Mapping[str, Any], mgr, like: Any, *,
-            keys: tuple[str, ...] = RESUME_KEYS, set_aside: bool = True
+            keys: tuple[str, ...] = RESUME_KEYS, set_aside: bool = True, quiet: bool = False
             ) -> checkpoint.Restored | None:
   """The newest checkpoint in ``mgr`` that fits ``config`` and restores; None if none yet.
 
   Training sets damaged checkpoints aside (it will save those steps again); evaluation only
-  reads."""
+  reads. One line on stderr names the step restored, unless ``quiet``."""
   if not mgr.all_steps():
     return None
   check_config(workdir, config, keys)
@@ -115,7 +115,7 @@ def restore(workdir: str, config: Mapping[str, Any], mgr, like: Any, *,
       raise mismatch(workdir, config, step, differences)
 
   restored = checkpoint.restore_newest(mgr, like, fits, set_aside=set_aside)
-  if restored is not None and jax.process_index() == 0:
+  if restored is not None and jax.process_index() == 0 and not quiet:
     print(f"resuming from step {restored.step} ({mgr.directory}/{restored.step})",
           file=sys.stderr, flush=True)
   return restored

@@ -44,14 +44,16 @@ class MetricWriter:
 
   On a terminal the bar's text is the newest ``train/`` line's loss and images/s (kept while the
   bar moves between log lines; tqdm adds the step and the ETA), and every other line (evaluation)
-  is printed above the bar as it comes; otherwise each line is printed as it comes."""
+  is printed above the bar as it comes; otherwise each line is printed as it comes. ``quiet``
+  keeps the terminal silent (a notebook reads metrics.jsonl instead); the files are written
+  all the same."""
 
   def __init__(self, workdir: str, *, total_steps: int, start_step: int, enabled: bool = True,
-               stream=None):
+               stream=None, quiet: bool = False):
     self.enabled = enabled
     self.path = os.path.join(workdir, files.METRICS)
     self.total_steps = total_steps
-    self.stream = stream or sys.stderr
+    self.stream = None if quiet else stream or sys.stderr
     self.bar = None
     self.tb = None
     self._start = (time.monotonic(), start_step)
@@ -60,7 +62,7 @@ class MetricWriter:
     truncate_after(self.path, start_step)
     self.jsonl = open(self.path, "a")  # pylint: disable=consider-using-with
     self.tb = SummaryWriter(logdir=workdir, purge_step=start_step + 1 if start_step else None)
-    if self.stream.isatty():
+    if self.stream is not None and self.stream.isatty():
       self.bar = tqdm(total=total_steps, initial=start_step, unit="step", file=self.stream,
                       dynamic_ncols=True)
 
@@ -75,8 +77,9 @@ class MetricWriter:
     self.tb.flush()
     shown = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items())
     if self.bar is None:
-      print(f"step {step}/{self.total_steps} {self._eta(step)} {shown}", file=self.stream,
-            flush=True)
+      if self.stream is not None:  # not quiet
+        print(f"step {step}/{self.total_steps} {self._eta(step)} {shown}", file=self.stream,
+              flush=True)
     elif "train/loss" in scalars:
       self.progress(step)
       rate = scalars.get("train/images_per_sec")

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from cnnjax.data import sources
+from cnnjax.data import sources, splits
 
 OUT = os.environ.get("CNNJAX_COURSE_DIR") or tempfile.mkdtemp(prefix="cnnjax_course_")
 
@@ -85,9 +85,10 @@ print(f"dense weights for the 224x224x3 case, in float32: {rows[1][4] * 4 / 1e9:
 
 # %%
 def arrays(split):
-  ds = sources.load("mnist5k", split).in_memory()
-  x = ds.source.arrays[ds.image_key].astype(np.float32) / 255.0
-  return (x - ds.mean[0]) / ds.std[0], ds.source.arrays[ds.label_key].astype(np.int32)
+  """The split's digits normalised with the training set's statistics, and their labels."""
+  dataset = sources.load("mnist5k", split)
+  images, labels = splits.arrays(dataset)
+  return (images.astype(np.float32) / 255.0 - dataset.mean[0]) / dataset.std[0], labels
 
 
 x_train, y_train = arrays("train")

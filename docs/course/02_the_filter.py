@@ -145,7 +145,7 @@ config.optimizer.learning_rate = 2e-3
 config.num_steps, config.eval_every_epochs, config.log_every_steps = 150, 0.0, 50
 config.steps_per_call = 8
 workdir = os.path.join(OUT, "02_lenet")
-final = loop.train(config, workdir)
+final = loop.train(config, workdir, quiet=True)
 print(f"test top-1 after 150 steps: {final['eval/top1']:.3f}")
 
 # %%

@@ -36,7 +36,7 @@ import numpy as np
 from IPython.display import Image, display
 
 from cnnjax import models
-from cnnjax.data import sources, transforms
+from cnnjax.data import sources, splits, transforms
 from cnnjax.inspect import graph, pictures, summary, visualize
 
 OUT = os.environ.get("CNNJAX_COURSE_DIR") or tempfile.mkdtemp(prefix="cnnjax_course_")
@@ -108,7 +108,7 @@ model = models.create("resnet20", num_classes=10)
 variables = models.init_variables(model, jax.random.key(0), (1, 32, 32, 3))
 g = graph.trace(model, variables, (1, 32, 32, 3))
 test = sources.load("mnist5k", "test")
-digit = np.asarray(test.source[0][test.image_key], np.uint8)[None]
+digit = splits.arrays(test)[0][:1]
 picture = np.asarray(transforms.to_model_input(digit, size=32, channels=3, mean=(0.0,),
                                                std=(1.0,)))
 x = jnp.asarray((picture - test.mean[0]) / test.std[0])  # the training set's statistics

@@ -23,14 +23,14 @@
 #    and their gradients: where ReLU's is exactly zero;
 # 2. the claim about leaky ReLU measured: LeNet-5 trained with ReLU and with leaky ReLU on the
 #    same seeds (each seed fixes the initialisation and the batches, so seed s of both variants
-#    sees the same data), and the sweep's statistics (`cnnjax.sweep.stats`) on the final
-#    metrics: mean, spread across seeds, a 95% interval, Welch's and the paired t-test.
+#    sees the same data), run as a sweep (`cnnjax.sweep.api.run`), and the sweep's statistics
+#    (`cnnjax.sweep.stats`) on the final metrics: mean, spread across seeds, a 95% interval,
+#    Welch's and the paired t-test.
 #
 # The sweep is small (3 seeds × 2 activations × 60 steps) so that the notebook runs in about a
 # minute; raise `SEEDS` and `STEPS` for a sharper answer.
 
 # %%
-import json
 import os
 import tempfile
 
@@ -38,12 +38,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Markdown, display
 
-from cnnjax import cli, config as config_lib
+from cnnjax import config as config_lib
 from cnnjax.inspect import course
 from cnnjax.models import layers
-from cnnjax.sweep import stats
-from cnnjax.train import loop
+from cnnjax.sweep import Sweep, api, stats
 
 OUT = os.environ.get("CNNJAX_COURSE_DIR") or tempfile.mkdtemp(prefix="cnnjax_course_")
 
@@ -79,55 +79,47 @@ for name in names:
 # %% [markdown]
 # ## Is leaky ReLU less stable? A seeded sweep
 #
-# LeNet-5 (modern form) on the embedded MNIST, trained from Python with
-# `cnnjax.train.loop.train(config, workdir)`: one config from `cnnjax.config.defaults()`, two
-# values of `model_options.activation`, the same seeds. JAX's persistent compilation cache
-# (`cnnjax.cli.compilation_cache`, kept under this notebook's directory unless `CNNJAX_CACHE`
-# says otherwise) lets the runs after the first of each variant skip compiling.
+# LeNet-5 (modern form) on the embedded MNIST: one config from `cnnjax.config.defaults()`, and
+# a `Sweep` over `model_options.activation` with the same seeds, run from Python by
+# `cnnjax.sweep.api.run` — what `launch.py --sweep` does from a shell: every run is checked
+# before any starts, runs as its own `launch.py` child (2 at a time here), writes its own
+# workdir, and a run already done is not run again (run the cell twice: the second time it
+# only reads the results). The runs share JAX's persistent compilation cache
+# (`cnnjax.compilation`), so the later seeds of each variant load their programs instead of
+# compiling them.
 
 # %%
 SEEDS, STEPS = 3, 60
-VARIANTS = ("relu", "leaky_relu")
-os.environ.setdefault("CNNJAX_CACHE", os.path.join(OUT, "jax_cache"))
-cli.compilation_cache()
-
-
-def last_train_loss(workdir: str) -> float:
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [row for row in map(json.loads, f) if "train/loss" in row][-1]["train/loss"]
-
-
-def run(activation: str, seed: int) -> dict:
-  config = config_lib.defaults()
-  config.model, config.dataset, config.seed = "lenet5", "mnist5k", seed
-  config.model_options.activation = activation
-  config.batch_size, config.num_steps = 64, STEPS
-  config.eval_every_epochs, config.log_every_steps = 0.0, 20
-  workdir = os.path.join(OUT, "04_sweep", f"{activation}_seed{seed}")
-  final = loop.train(config, workdir)
-  return {**final, "train/loss": last_train_loss(workdir)}
-
-
-results = {v: {seed: run(v, seed) for seed in range(SEEDS)} for v in VARIANTS}
+config = config_lib.defaults()
+config.model, config.dataset = "lenet5", "mnist5k"
+config.batch_size, config.num_steps = 64, STEPS
+config.eval_every_epochs, config.log_every_steps = 0.0, 20
+sweep = Sweep({"model_options.activation": ["relu", "leaky_relu"]}, seeds=range(SEEDS))
+results = api.run(config, os.path.join(OUT, "04_sweep"), sweep=sweep, workers=2, quiet=True)
+assert not results.failed, [(row.workdir, row.error) for row in results.failed]
+for row in results.rows:
+  print(f"{row.variant:22s} seed {row.seed}: {row.status}, test top-1 "
+        f"{row.finals['eval/top1']:.4f}, last train loss {row.finals['train/loss']:.4f}, "
+        f"{row.wall_s:.0f} s")
 
 # %% [markdown]
 # ## The statistics
+#
+# The sweep's own summary (`results.summary`, the rows of its `summary.md`): per variant the
+# mean, the spread across seeds (sample std), the 95% t interval, and against the baseline
+# (ReLU) Welch's and the paired t-test (paired by seed: seed s of both variants saw the same
+# batches). Then the same tests on each final metric from `cnnjax.sweep.stats`, with Holm's
+# correction over the three metrics.
 
 # %%
-metrics = ("eval/top1", "eval/loss", "train/loss")
-print(f"{'variant':11s} {'metric':10s} {'n':>2s} {'mean':>7s} {'std':>7s} {'95% CI':>17s}  per seed")
-summaries = {}
-for v in VARIANTS:
-  for m in metrics:
-    values = [results[v][s][m] for s in range(SEEDS)]
-    s = summaries[v, m] = stats.summarize_values(values)
-    print(f"{v:11s} {m:10s} {s.n:2d} {s.mean:7.4f} {s.std:7.4f} [{s.ci_low:7.4f}, {s.ci_high:7.4f}]"
-          f"  {', '.join(f'{x:.4f}' for x in values)}")
+display(Markdown(results.markdown()))
 
+relu, leaky = (f"activation={v}" for v in ("relu", "leaky_relu"))
+metrics = ("eval/top1", "eval/loss", "train/loss")
 pvalues = []
 for m in metrics:
-  a = {s: results["relu"][s][m] for s in range(SEEDS)}
-  b = {s: results["leaky_relu"][s][m] for s in range(SEEDS)}
+  values = results.values(m)
+  a, b = values[relu], values[leaky]
   p_paired, n = stats.paired(b, a)
   pvalues.append(p_paired)
   print(f"{m}: leaky - relu = {np.mean([b[s] - a[s] for s in a]):+.4f} on average; "
@@ -144,16 +136,17 @@ print("Holm-adjusted paired p-values:", ", ".join(f"{m} {p:.3f}" for m, p in zip
 # sentence below is written from the numbers above, not in advance.
 
 # %%
-spread = {v: summaries[v, "eval/top1"].std for v in VARIANTS}
-wider = max(VARIANTS, key=spread.get)
+summary = {row["variant"]: row for row in results.summary}
+spread = {v: summary[v]["eval/top1_std"] for v in (relu, leaky)}
+wider = max(spread, key=spread.get)
 significant = [m for m, p in zip(metrics, holm) if p < 0.05]
-print(f"Across {SEEDS} seeds of {STEPS} steps, top-1 varies by {spread['relu']:.4f} (std) with ReLU "
-      f"and {spread['leaky_relu']:.4f} with leaky ReLU: {wider} is the less steady here "
-      f"(by {abs(spread['relu'] - spread['leaky_relu']):.4f}).")
+print(f"Across {SEEDS} seeds of {STEPS} steps, top-1 varies by {spread[relu]:.4f} (std) with ReLU "
+      f"and {spread[leaky]:.4f} with leaky ReLU: {wider.split('=')[1]} is the less steady here "
+      f"(by {abs(spread[relu] - spread[leaky]):.4f}).")
 print("A difference in the means that survives Holm's correction at 5%: "
       + (", ".join(significant) if significant else "none") + ".")
 print(f"With n = {SEEDS} the 95% intervals are wide (top-1 with leaky ReLU: "
-      f"[{summaries['leaky_relu', 'eval/top1'].ci_low:.3f}, "
-      f"{summaries['leaky_relu', 'eval/top1'].ci_high:.3f}]): this small a sweep can show an "
-      "instability only if it is large. The course's claim is about deep networks trained long; "
-      "rerun with more seeds and steps (or a larger learning rate) to probe it further.")
+      f"[{summary[leaky]['eval/top1_ci_low']:.3f}, {summary[leaky]['eval/top1_ci_high']:.3f}]): "
+      "this small a sweep can show an instability only if it is large. The course's claim is "
+      "about deep networks trained long; rerun with more seeds and steps (or a larger learning "
+      "rate) to probe it further.")

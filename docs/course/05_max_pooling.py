@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cnnjax import cli, config as config_lib
-from cnnjax.data import sources
+from cnnjax import compilation, config as config_lib
+from cnnjax.data import splits
 from cnnjax.inspect import course
 from cnnjax.models import layers
 from cnnjax.train import loop
@@ -60,8 +60,7 @@ assert (pool(a, "max") == course.max_pool_2x2()).all()
 # ## On a digit
 
 # %%
-test = sources.load("mnist5k", "test").in_memory()
-images = test.source.arrays[test.image_key][..., 0].astype(np.float32) / 255.0
+images = splits.arrays("mnist5k", "test")[0][..., 0].astype(np.float32) / 255.0
 digit = images[0]
 fig, axes = plt.subplots(1, 3, figsize=(8, 3))
 for ax, (title, im) in zip(axes, [("28x28 digit", digit), ("max pool 14x14", pool(digit, "max")),
@@ -119,8 +118,7 @@ for dy, dx in ((0, 1), (1, 0)):
 # per seed). Tiny runs: what matters is that both pools learn and how far apart they land.
 
 # %%
-os.environ.setdefault("CNNJAX_CACHE", os.path.join(OUT, "jax_cache"))
-cli.compilation_cache()
+compilation.persistent_cache()  # later seeds load the programs the first one compiled
 SEEDS, STEPS = 2, 80
 top1 = {}
 for kind in ("max", "avg"):
@@ -131,7 +129,8 @@ for kind in ("max", "avg"):
     config.batch_size, config.num_steps = 64, STEPS
     config.eval_every_epochs, config.log_every_steps = 0.0, 20
     config.checkpoint_every_steps = STEPS
-    top1[kind, seed] = loop.train(config, os.path.join(OUT, "05_pool", f"{kind}_{seed}"))["eval/top1"]
+    workdir = os.path.join(OUT, "05_pool", f"{kind}_{seed}")
+    top1[kind, seed] = loop.train(config, workdir, quiet=True)["eval/top1"]
 
 for kind in ("max", "avg"):
   values = [top1[kind, s] for s in range(SEEDS)]

@@ -21,13 +21,12 @@
 # 1. LeNet-5 layer by layer (`cnnjax.inspect.summary`): where its parameters and its MACs are;
 # 2. LeNet-5 trained on the embedded MNIST from Python (`cnnjax.config` +
 #    `cnnjax.train.loop.train`), its curves read back from `metrics.jsonl`;
-# 3. a confusion matrix of the 1,000 test digits;
+# 3. a confusion matrix of the 1,000 test digits (`cnnjax.train.predict`);
 # 4. what the fully connected layers read: the 84 units of `pre_logits`, averaged per class;
 # 5. why it predicts what it predicts: saliency (Simonyan et al. 2014) and Grad-CAM (Selvaraju
 #    et al. 2017) from `cnnjax.inspect.visualize`.
 
 # %%
-import json
 import os
 import tempfile
 
@@ -36,9 +35,10 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cnnjax import config as config_lib
+from cnnjax import config as config_lib, files
+from cnnjax.data import splits
 from cnnjax.inspect import graph, loading, summary, visualize
-from cnnjax.train import loop
+from cnnjax.train import loop, predict
 
 OUT = os.environ.get("CNNJAX_COURSE_DIR") or tempfile.mkdtemp(prefix="cnnjax_course_")
 
@@ -59,7 +59,8 @@ print(f"\nthe fully connected layers hold {dense:,} of the {s.totals['params']:,
 #
 # The config is `cnnjax.config.defaults()` (every key with its one default) with a few
 # overrides; `loop.train(config, workdir)` trains, evaluates every epoch, saves checkpoints and
-# returns the final evaluation: 5 epochs of the 4,000 digits.
+# returns the final evaluation: 5 epochs of the 4,000 digits. (`quiet=True`: no progress lines;
+# every logged metric is in the workdir's `metrics.jsonl`, read back below.)
 
 # %%
 config = config_lib.defaults()
@@ -70,12 +71,11 @@ config.num_epochs, config.batch_size = 5.0, 128
 config.data.max_shift = 2  # random shifts by up to 2 pixels
 config.log_every_steps, config.steps_per_call, config.checkpoint_every_steps = 8, 8, 160
 workdir = os.path.join(OUT, "06_lenet5")
-final = loop.train(config, workdir)
+final = loop.train(config, workdir, quiet=True)
 print({k: round(v, 4) for k, v in final.items()})
 
 # %%
-with open(os.path.join(workdir, "metrics.jsonl")) as f:
-  rows = [json.loads(line) for line in f]
+rows = files.read_jsonl(os.path.join(workdir, files.METRICS))
 train = [r for r in rows if "train/loss" in r]
 evals = [r for r in rows if "eval/loss" in r]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -97,20 +97,22 @@ plt.show()
 # %% [markdown]
 # ## Confusion matrix, and what the fully connected layers read
 #
-# `loading.load(workdir)` rebuilds the model, its variables (newest checkpoint), its input
-# transform and the test split. `graph.trace` names every layer's output; `graph.forward`
-# returns the logits together with any named output, here `pre_logits` (the 84 units of the
-# last hidden fully connected layer).
+# `predict.predict(config, workdir)` gives the newest checkpoint's logits for every test digit,
+# in order, computed as evaluation computes them. `loading.load(workdir)` rebuilds the model, its
+# variables, its input transform and the test split, and `splits.arrays` gives that split as
+# arrays (the digits and their labels). `graph.trace` names every layer's output;
+# `graph.forward` returns any named output, here `pre_logits` (the 84 units of the last hidden
+# fully connected layer).
 
 # %%
+predictions = predict.predict(config, workdir)
 item = loading.load(workdir)
-n = len(item.dataset)
-raw = np.stack([loading.dataset_image(item.dataset, i)[0] for i in range(n)])
-labels = np.array([loading.dataset_image(item.dataset, i)[1] for i in range(n)])
-g_all = graph.trace(item.model, item.variables, (n, *item.input_shape))
-logits, taps = jax.jit(lambda v, x: graph.forward(g_all, v, x, ("pre_logits",)))(
+raw, labels = splits.arrays(item.dataset)
+assert (predictions.labels == labels).all()  # the same digits, in the same order
+predicted = predictions.predicted
+g_all = graph.trace(item.model, item.variables, (len(raw), *item.input_shape))
+_, taps = jax.jit(lambda v, x: graph.forward(g_all, v, x, ("pre_logits",)))(
     item.variables, jnp.asarray(item.preprocess(raw)))
-predicted = np.asarray(logits).argmax(-1)
 confusion = np.zeros((10, 10), int)
 np.add.at(confusion, (labels, predicted), 1)
 print(f"test top-1 recomputed from the logits: {(predicted == labels).mean():.3f} "

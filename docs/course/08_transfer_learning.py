@@ -38,13 +38,12 @@ import tempfile
 import jax
 import numpy as np
 
-from cnnjax import cli, config as config_lib
+from cnnjax import compilation, config as config_lib
 from cnnjax.inspect import loading
 from cnnjax.train import loop
 
 OUT = os.environ.get("CNNJAX_COURSE_DIR") or tempfile.mkdtemp(prefix="cnnjax_course_")
-os.environ.setdefault("CNNJAX_CACHE", os.path.join(OUT, "jax_cache"))
-cli.compilation_cache()
+compilation.persistent_cache()  # the runs after the first load the programs it compiled
 
 
 def lenet_config(**overrides):
@@ -62,7 +61,7 @@ def lenet_config(**overrides):
 pre_dir = os.path.join(OUT, "08_pretrain")
 pre = loop.train(lenet_config(dataset="mnist5k", num_steps=150, batch_size=128,
                               eval_every_epochs=0.0, log_every_steps=50, steps_per_call=8,
-                              checkpoint_every_steps=150), pre_dir)
+                              checkpoint_every_steps=150), pre_dir, quiet=True)
 print(f"pretrained LeNet-5: {pre['eval/top1']:.3f} top-1 on the 1,000 MNIST test digits")
 
 # %% [markdown]
@@ -92,7 +91,7 @@ for way, overrides in WAYS.items():
   config.data.train_per_class = 2
   config.optimizer.learning_rate = 1e-3 if way == "full fine-tuning" else 3e-3
   workdir = os.path.join(OUT, "08_" + way.replace(" ", "_"))
-  results[way] = (loop.train(config, workdir), workdir)
+  results[way] = (loop.train(config, workdir, quiet=True), workdir)
 
 print(f"{'':22s} top-1 on the 500 UCI test digits (20 labelled training digits)")
 for way, (final, _) in results.items():

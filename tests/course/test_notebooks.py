@@ -3,8 +3,8 @@
 Each runs in a fresh kernel of the running interpreter (a kernelspec written into a temporary
 JUPYTER_PATH), with the repository on PYTHONPATH (as for a user who ran ``pip install -e .`` or
 started jupyter in the repository), one CPU device, the session's embedded datasets
-(TFDS_DATA_DIR) and CNNJAX_COURSE_DIR pointing into ``tmp_path``: the notebooks write nothing
-anywhere else. Any error in any cell fails the test.
+(TFDS_DATA_DIR), and CNNJAX_COURSE_DIR and CNNJAX_CACHE pointing into ``tmp_path``: the
+notebooks write nothing anywhere else. Any error in any cell fails the test.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def test_notebook_runs_top_to_bottom(name, data_dir, tmp_path, monkeypatch):
   monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
   monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
   monkeypatch.setenv("CNNJAX_COURSE_DIR", str(out))
-  monkeypatch.delenv("CNNJAX_CACHE", raising=False)  # the notebooks then cache under out/
+  # the compiled programs (cnnjax.compilation: the kernel's and a sweep's runs') under out/
+  monkeypatch.setenv("CNNJAX_CACHE", str(out / "jax_cache"))
   monkeypatch.setenv("TFDS_DATA_DIR", data_dir)  # the embedded datasets, built once per session
   # one CPU device, as a student has: not the 8 virtual devices conftest gives the tests
   monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", "").replace(

@@ -9,7 +9,7 @@ import pytest
 
 from cnnjax import checkpoint, config as config_lib, cpu
 from cnnjax.errors import UserError
-from cnnjax.train import loop
+from cnnjax.train import loop, predict
 
 pytestmark = pytest.mark.e2e  # whole training runs, in-process
 
@@ -27,7 +27,7 @@ def tiny_config(data_dir, **overrides):
 
 
 @pytest.mark.jax_lines
-def test_lenet_learns_and_writes_everything(tmp_path, data_dir):
+def test_lenet_learns_and_writes_everything(tmp_path, data_dir, capfd):
   workdir = str(tmp_path / "run")
   final = loop.train(tiny_config(data_dir), workdir, devices=jax.devices()[:1])
   rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
@@ -44,6 +44,15 @@ def test_lenet_learns_and_writes_everything(tmp_path, data_dir):
   # --mode=eval restores the newest checkpoint and reproduces the final metrics.
   again = loop.evaluate(tiny_config(data_dir), workdir, devices=jax.devices()[:1])
   assert again["step"] == 60 and again["eval/top1"] == final["eval/top1"]
+  # ... and so do its per-example predictions, and a quiet rerun of the finished run; silently
+  capfd.readouterr()
+  predicted = predict.predict(tiny_config(data_dir), workdir, devices=jax.devices()[:1])
+  assert predicted.step == 60 and len(predicted.labels) == 1000
+  assert np.mean(predicted.predicted == predicted.labels) == pytest.approx(final["eval/top1"])
+  rerun = loop.train(tiny_config(data_dir), workdir, devices=jax.devices()[:1], quiet=True)
+  assert rerun["eval/top1"] == final["eval/top1"]
+  printed = capfd.readouterr().err
+  assert "resuming from" not in printed and "step " not in printed, printed
 
 
 def test_evaluate_without_checkpoint_is_a_clear_error(tmp_path, data_dir):

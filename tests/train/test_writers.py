@@ -74,6 +74,25 @@ def test_the_bar_keeps_loss_and_rate_between_logs_and_prints_evals_above(tmp_pat
   assert "5/10" in text
 
 
+@pytest.mark.parametrize("stream", [io.StringIO(), _Terminal()], ids=["log", "terminal"])
+def test_quiet_prints_nothing_and_writes_the_same_files(tmp_path, stream):
+  for quiet, out in ((False, io.StringIO()), (True, stream)):
+    workdir = tmp_path / str(quiet)
+    workdir.mkdir()
+    w = writers.MetricWriter(str(workdir), total_steps=4, start_step=0, stream=out, quiet=quiet)
+    try:
+      w.write(2, {"train/loss": 0.5})
+      w.progress(3)
+      w.write(4, {"eval/top1": 0.75})
+    finally:
+      w.close()
+    assert (out.getvalue() == "") == quiet, out.getvalue()
+    assert w.bar is None or not quiet
+  assert ((tmp_path / "True" / files.METRICS).read_text()
+          == (tmp_path / "False" / files.METRICS).read_text()
+          == '{"step": 2, "train/loss": 0.5}\n{"step": 4, "eval/top1": 0.75}\n')
+
+
 def _read_all(fd: int) -> bytes:
   out = b""
   while True:
