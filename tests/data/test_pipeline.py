@@ -162,10 +162,10 @@ def test_to_model_input_resizes_tiles_and_normalises():
 def test_augment_reads_the_config_keys_of_its_fields():
   from cnnjax import config as config_lib  # pylint: disable=import-outside-toplevel
   c = config_lib.defaults()
-  assert augment.Augment.from_config(c.data) == augment.NONE
+  assert augment.Augment.from_config(c) == augment.NONE
   assert not augment.NONE.active
   c.data.max_shift, c.data.flip = 3, True
-  assert augment.Augment.from_config(c.data) == augment.Augment(max_shift=3, flip=True)
+  assert augment.Augment.from_config(c) == augment.Augment(max_shift=3, flip=True)
 
 
 def test_augment_draws_from_the_generator_of_seed_and_batch():
