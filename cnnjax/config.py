@@ -104,8 +104,9 @@ def defaults() -> ConfigDict:
   c.mixup = ConfigDict({"alpha": 0.0, "prob": 1.0, "switch_prob": 0.5})
   c.cutmix = ConfigDict({"alpha": 0.0})
   # RandAugment on the host, as torchvision computes it (cnnjax.data.randaugment): num_ops
-  # operations per training image (0: off) at magnitude 0..30 (torchvision's bins); with
-  # magnitude_std > 0 each operation's magnitude is drawn from N(magnitude, std), as timm does.
+  # operations per training image (0: off) at magnitude 0..30 (torchvision's bins: 3 times
+  # timm's scale, so timm's m9-mstd0.5 is 27 and 1.5); with magnitude_std > 0 each operation's
+  # magnitude is drawn from N(magnitude, std) and clipped to 0..30, as timm does.
   c.randaugment = ConfigDict({"num_ops": 0, "magnitude": 9.0, "magnitude_std": 0.0})
 
   # Transfer learning: initialise from a training workdir, a checkpoints directory or converted

@@ -76,8 +76,9 @@ class RandAugment:
     out = np.array(images, np.uint8, copy=True)
     for slot in range(self.num_ops):
       for op in np.unique(ops[:, slot]):
-        sel = ops[:, slot] == op
-        out[sel] = apply_op(out[sel], OPS[op], magnitudes[sel, slot])
+        if OPS[op] != "Identity":
+          sel = ops[:, slot] == op
+          out[sel] = apply_op(out[sel], OPS[op], magnitudes[sel, slot])
     return out
 
 
@@ -154,19 +155,22 @@ def sources(matrices: np.ndarray, height: int, width: int) -> tuple[np.ndarray, 
   xc = (np.arange(width, dtype=np.float64) + 0.5 - width / 2)[None, None, :]
   yc = (np.arange(height, dtype=np.float64) + 0.5 - height / 2)[None, :, None]
   m = [matrices[:, i, None, None] for i in range(6)]
-  return (m[0] * xc + m[1] * yc + m[2] + width / 2 - 0.5,
-          m[3] * xc + m[4] * yc + m[5] + height / 2 - 0.5)
+  # the per-row terms summed first: one full-size addition per coordinate
+  return (m[0] * xc + (m[1] * yc + (m[2] + (width / 2 - 0.5))),
+          m[3] * xc + (m[4] * yc + (m[5] + (height / 2 - 0.5))))
 
 
 def warp(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
   """Nearest-neighbour resampling of each image by its inverse matrix (``inverse_affine``):
   each output pixel takes the input pixel nearest its source (``sources``; ties to even), 0
   outside the image."""
-  n, h, w = images.shape[:3]
+  n, h, w, c = images.shape
   sx, sy = (np.rint(s).astype(np.int64) for s in sources(matrices, h, w))
   inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
-  moved = images[np.arange(n)[:, None, None], np.clip(sy, 0, h - 1), np.clip(sx, 0, w - 1)]
-  return np.where(inside[..., None], moved, 0).astype(np.uint8)
+  # one flat gather from a zero pixel appended at the end, where outside points
+  flat = np.concatenate([images.reshape(-1, c), np.zeros((1, c), images.dtype)])
+  index = np.where(inside, (np.arange(n)[:, None, None] * h + sy) * w + sx, n * h * w)
+  return flat[index]
 
 
 def blend(images: np.ndarray, degenerate: np.ndarray, factor: np.ndarray) -> np.ndarray:
