@@ -3,9 +3,9 @@
 ``Augment`` holds the ``config.data`` keys of the augmentations (its fields are named as the
 keys), with the mixing of batches (``mixing.Mixing``: ``config.mixup``, ``config.cutmix``) and
 RandAugment (``randaugment.RandAugment``, ``config.randaugment``: the one augmentation applied
-on the host, by the training stream). The training stream (``cnnjax.data.pipeline``) calls ``draw`` for each global batch with a
-generator seeded by ``(seed, batch)`` and sends the draws with the unaugmented uint8 batch;
-the jitted train step calls ``apply``, one gather. On the host the same copy, image by image,
+on the host, by the training stream). The training stream (``cnnjax.data.pipeline``) calls
+``draw`` for each global batch with a generator seeded by ``(seed, batch)`` and sends the draws
+with the unaugmented uint8 batch; the jitted train step calls ``apply``, one gather. On the host the same copy, image by image,
 cost LeNet-5's loop about 8% of its speed on 2 cores (0.36 ms per batch of 128, against 0.05 ms
 in XLA). Adding an augmentation: its key in ``config.defaults()``, its field here and its lines in
 ``draw`` and ``apply``. JAX and NumPy only: the benchmarks import the step on machines without PIL
