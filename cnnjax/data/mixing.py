@@ -54,7 +54,7 @@ class Mixing:
     """Global batch ``batch``'s mix, repeated on ``rows``: ``mix_lam`` float32 (b,) (1: not
     mixed), ``mix_cut`` bool (b,) (CutMix, else mixup), ``mix_centre`` float32 (b, 2), the box
     centre as fractions of (height, width). From the generator seeded by ``(seed, 3, batch)``,
-    in the order: mixed?, CutMix?, λ, centre. Nothing when mixing is off."""
+    in the order: mixed?, CutMix?, λ (when mixed), centre. Nothing when mixing is off."""
     if not self.active:
       return {}
     rng = np.random.default_rng([seed, 3, batch])
