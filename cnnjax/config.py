@@ -99,6 +99,17 @@ def defaults() -> ConfigDict:
       "final_lr_fraction": 0.0,  # for "cosine"
   })
   c.label_smoothing = 0.0
+  # Mixing training batches, off while both alphas are 0 (cnnjax.data.mixing): with chance
+  # `prob` a batch is mixed, by CutMix with chance `switch_prob` when both alphas are > 0, else
+  # by mixup; λ ~ Beta(alpha, alpha). Targets are mixed, then smoothed; train top-1 counts the
+  # dominant label. Evaluation is never mixed.
+  c.mixup = ConfigDict({"alpha": 0.0, "prob": 1.0, "switch_prob": 0.5})
+  c.cutmix = ConfigDict({"alpha": 0.0})
+  # RandAugment on the host, as torchvision computes it (cnnjax.data.randaugment): num_ops
+  # operations per training image (0: off) at magnitude 0..30 (torchvision's bins: 3 times
+  # timm's scale, so timm's m9-mstd0.5 is 27 and 1.5); with magnitude_std > 0 each operation's
+  # magnitude is drawn from N(magnitude, std) and clipped to 0..30, as timm does.
+  c.randaugment = ConfigDict({"num_ops": 0, "magnitude": 9.0, "magnitude_std": 0.0})
 
   # Transfer learning: initialise from a training workdir, a checkpoints directory or converted
   # weights (python -m cnnjax.transfer); init_skip lists regexes of leaves to keep
@@ -247,6 +258,8 @@ CLOSED_FRACTION = ("in [0, 1]", lambda v: 0 <= v <= 1)
 OPEN_FRACTION = ("in (0, 1)", lambda v: 0 < v < 1)
 AT_LEAST_ONE = ("an integer >= 1", lambda v: _integer(v) and v >= 1)
 SEED = ("an integer in [0, 2**63)", lambda v: _integer(v) and 0 <= v < 2**63)
+COUNT = ("an integer >= 0", lambda v: _integer(v) and v >= 0)
+MAGNITUDE_BIN = ("in [0, 30] (torchvision's RandAugment bins)", lambda v: 0 <= v <= 30)
 
 # (key, range, optional): an optional key may be None (its default is computed elsewhere).
 RANGES = (
@@ -259,6 +272,13 @@ RANGES = (
     ("keep_checkpoints", POSITIVE, False),
     ("eval_every_epochs", NON_NEGATIVE, False),
     ("label_smoothing", FRACTION, False),
+    ("mixup.alpha", NON_NEGATIVE, False),
+    ("mixup.prob", CLOSED_FRACTION, False),
+    ("mixup.switch_prob", CLOSED_FRACTION, False),
+    ("cutmix.alpha", NON_NEGATIVE, False),
+    ("randaugment.num_ops", COUNT, False),
+    ("randaugment.magnitude", MAGNITUDE_BIN, False),
+    ("randaugment.magnitude_std", NON_NEGATIVE, False),
     ("num_classes", AT_LEAST_ONE, True),
     ("model_options.dropout", FRACTION, True),
     ("model_options.negative_slope", NON_NEGATIVE, True),

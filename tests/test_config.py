@@ -63,6 +63,15 @@ BAD = [
      "config.schedule.final_lr_fraction must be in [0, 1], got 1.5."),
     ({"schedule.final_lr_fraction": -0.1},
      "config.schedule.final_lr_fraction must be in [0, 1], got -0.1."),
+    ({"mixup.alpha": -0.2}, "config.mixup.alpha must be >= 0, got -0.2."),
+    ({"mixup.prob": 1.5}, "config.mixup.prob must be in [0, 1], got 1.5."),
+    ({"mixup.switch_prob": NAN}, "config.mixup.switch_prob must be finite and in [0, 1], got nan."),
+    ({"cutmix.alpha": -1.0}, "config.cutmix.alpha must be >= 0, got -1.0."),
+    ({"randaugment.num_ops": -1}, "config.randaugment.num_ops must be an integer >= 0, got -1."),
+    ({"randaugment.magnitude": 31.0},
+     "config.randaugment.magnitude must be in [0, 30] (torchvision's RandAugment bins), got 31.0."),
+    ({"randaugment.magnitude_std": -0.5},
+     "config.randaugment.magnitude_std must be >= 0, got -0.5."),
     ({"init_skip": ("head", "conv(")},
      "config.init_skip[1] must be a valid regular expression, got 'conv(' (missing ), "
      "unterminated subpattern at position 4)."),
@@ -93,6 +102,9 @@ def test_out_of_range_key_is_one_line_naming_key_and_value(overrides, message):
     {"data.crop": 224, "data.resize": 224, "num_classes": 1, "data.num_threads": 1},
     {"optimizer.grad_clip_norm": 1.0, "schedule.decay_epochs": (0, 30.5), "init_skip": ("head",)},
     {"model": "alexnet", "model_options.dropout": 0.0, "data.val_fraction": 0.5},
+    {"mixup.alpha": 0.0, "mixup.prob": 0.0, "mixup.switch_prob": 1.0, "cutmix.alpha": 1.0,
+     "randaugment.num_ops": 0, "randaugment.magnitude": 30.0, "randaugment.magnitude_std": 0.0},
+    {"mixup.prob": 1.0, "mixup.switch_prob": 0.0, "randaugment.magnitude": 0.0},
 ])
 def test_values_at_the_edges_of_each_range_are_accepted(overrides):
   config_lib.validate(configured(overrides))

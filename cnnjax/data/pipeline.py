@@ -9,9 +9,10 @@ checkpoint) sees the very same batches as an uninterrupted one.
 
 Work is done per batch (one gather, vectorised draws), not per example: on two CPU cores a
 per-example Python pipeline cannot keep up with LeNet-5. The augmentations (``augment.Augment``)
-are only drawn here (``shift``, ``flip`` in the batch) and applied inside the train step: the same
-pixel copy on the host cost LeNet-5's loop about 8% of its speed on 2 cores, on the device it is a
-gather.
+are only drawn here (``shift``, ``flip`` and the mixing's ``mix_*`` in the batch) and applied
+inside the train step: the same pixel copy on the host cost LeNet-5's loop about 8% of its speed
+on 2 cores, on the device it is a gather. RandAugment (``randaugment``) is the exception: it runs
+here, after the crop, from the generator seeded by ``(seed, 4, i)``.
 
 With a ``crop`` (always for images of varying size) each image is cropped on the host with PIL:
 training takes torchvision's ``RandomResizedCrop(crop)`` (boxes from the generator seeded by
@@ -109,7 +110,9 @@ def _train_batch(batch: int, *, dataset: Dataset, global_batch: int, seed: int, 
     sizes = np.array([image.shape[:2] for image in images], np.int64).reshape(-1, 2)
     boxes = crop_boxes(sizes, batch=batch, global_batch=global_batch, seed=seed, rows=rows)
     images = transforms.crop_and_resize(images, boxes, dataset.crop)
-  # drawn here, applied in the train step (Augment.apply)
+  images = augment.randaugment.apply(images, seed=seed, batch=batch, global_batch=global_batch,
+                                     rows=rows)
+  # drawn here, applied in the train step (Augment.apply, Augment.mix)
   draws = augment.draw(seed=seed, batch=batch, global_batch=global_batch, rows=rows)
   return {"image": images, "label": labels, **draws}
 

@@ -52,7 +52,7 @@ class DataSettings:
     """The top-level keys of the same names, ``config.data``'s for the rest."""
     data = config["data"]
     return cls(dataset=config["dataset"], seed=config["seed"], batch_size=config["batch_size"],
-               eval_batch_size=config["eval_batch_size"], augment=Augment.from_config(data),
+               eval_batch_size=config["eval_batch_size"], augment=Augment.from_config(config),
                **{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 

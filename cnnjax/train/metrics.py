@@ -13,12 +13,27 @@ import optax
 Array = jax.Array
 
 
-def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0) -> Array:
-  """Per-example softmax cross-entropy with optional label smoothing (Szegedy et al. 2016)."""
+def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0,
+                  partner: Array | None = None, lam: Array | None = None) -> Array:
+  """Per-example softmax cross-entropy with optional label smoothing (Szegedy et al. 2016).
+
+  With ``partner`` labels and per-example weights ``lam`` (mixup, CutMix: the ``mixing``
+  module), the target is ``lam·onehot(labels) + (1-lam)·onehot(partner)``, then smoothed
+  (smoothing is affine, so this equals mixing smoothed targets, as timm does)."""
   targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+  if partner is not None:
+    lam = lam.astype(jnp.float32)[:, None]
+    targets = lam * targets + (1 - lam) * jax.nn.one_hot(partner, logits.shape[-1],
+                                                         dtype=jnp.float32)
   if label_smoothing:
     targets = optax.smooth_labels(targets, label_smoothing)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def dominant(labels: Array, partner: Array | None = None, lam: Array | None = None) -> Array:
+  """The label a mixed example is scored against: its own where ``lam >= 0.5``, else its
+  partner's (``labels`` when unmixed)."""
+  return labels if partner is None else jnp.where(lam >= 0.5, labels, partner)
 
 
 def topk_correct(logits: Array, labels: Array, k: int) -> Array:

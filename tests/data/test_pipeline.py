@@ -162,10 +162,10 @@ def test_to_model_input_resizes_tiles_and_normalises():
 def test_augment_reads_the_config_keys_of_its_fields():
   from cnnjax import config as config_lib  # pylint: disable=import-outside-toplevel
   c = config_lib.defaults()
-  assert augment.Augment.from_config(c.data) == augment.NONE
+  assert augment.Augment.from_config(c) == augment.NONE
   assert not augment.NONE.active
   c.data.max_shift, c.data.flip = 3, True
-  assert augment.Augment.from_config(c.data) == augment.Augment(max_shift=3, flip=True)
+  assert augment.Augment.from_config(c) == augment.Augment(max_shift=3, flip=True)
 
 
 def test_augment_draws_from_the_generator_of_seed_and_batch():
@@ -191,3 +191,22 @@ def test_augment_applies_the_draws_in_the_batch():
   np.testing.assert_array_equal(out[0, :, :, 0], [[0, 0, 1], [0, 3, 4], [0, 6, 7]])
   np.testing.assert_array_equal(out[1, :, :, 0], [[11, 10, 9], [14, 13, 12], [17, 16, 15]])
   assert augment.NONE.apply(images, {}) is images
+
+
+def test_the_stream_applies_randaugment_and_carries_the_mixing_draws(train):
+  """RandAugment runs in the stream on each row as the whole global batch would have it; the
+  mixing's draws ride along for the step."""
+  from cnnjax.data import mixing, randaugment  # pylint: disable=import-outside-toplevel
+  ra = randaugment.RandAugment(num_ops=2, magnitude=12.0)
+  mix = mixing.Mixing(mixup_alpha=0.2, cutmix_alpha=1.0)
+  rows = np.array([5, 2, 7])
+  plain = _take(pipeline.train_stream(train, global_batch=8, seed=3), 2)[1]
+  stream = pipeline.train_stream(train, global_batch=8, seed=3, rows=rows,
+                                 augment=augment.Augment(randaugment=ra, mixing=mix))
+  batch = _take(stream, 2)[1]
+  want = ra.apply(plain["image"], seed=3, batch=1, global_batch=8, rows=slice(None))[rows]
+  np.testing.assert_array_equal(batch["image"], want)
+  assert not np.array_equal(batch["image"], plain["image"][rows])
+  np.testing.assert_array_equal(batch["label"], plain["label"][rows])
+  for key, value in mix.draw(seed=3, batch=1, global_batch=8, rows=rows).items():
+    np.testing.assert_array_equal(batch[key], value, err_msg=key)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -104,3 +105,25 @@ def checkpoint_params(path):
   """The newest checkpoint's parameters as ``{path: array}``."""
   return {jax.tree_util.keystr(k): np.asarray(v) for k, v in
           jax.tree_util.tree_flatten_with_path(checkpoint.latest_variables(path)["params"])[0]}
+
+
+def test_mixup_cutmix_and_randaugment_resume_bit_identical(tmp_path, data_dir):
+  """A run that loses its last checkpoint (as a kill -9 after step 10's would) reruns from step
+  10 to the same logs and weights: the stream's RandAugment and mixing draws resume too."""
+  config = tiny_config(data_dir, num_steps=20, log_every_steps=5, checkpoint_every_steps=10,
+                       **{"mixup.alpha": 0.4, "cutmix.alpha": 1.0, "mixup.prob": 0.8,
+                          "randaugment.num_ops": 2, "randaugment.magnitude_std": 0.5})
+  workdir, ckpts = str(tmp_path), str(tmp_path / "checkpoints")
+
+  def logged():
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      return [{k: v for k, v in json.loads(l).items() if k != "train/images_per_sec"} for l in f]
+
+  loop.train(config, workdir, devices=jax.devices()[:1])
+  straight_rows, straight = logged(), checkpoint_params(ckpts)
+  shutil.rmtree(os.path.join(ckpts, "20"))
+  loop.train(config, workdir, devices=jax.devices()[:1])
+  assert logged() == straight_rows
+  resumed = checkpoint_params(ckpts)
+  for key in straight:
+    np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
