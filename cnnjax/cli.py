@@ -120,26 +120,35 @@ def quiet_logging() -> None:
     logging.get_absl_handler().addFilter(_orbax_failures)
 
 
+# The counters of the current run: a sweep worker (cnnjax/sweep/worker.py) calls
+# ``compilation_cache`` once per run, and JAX's listeners can only be added, once per process.
+_CACHE_STATS: list[dict] = []
+
+
 def compilation_cache() -> dict:
   """Turns on JAX's persistent compilation cache (``CNNJAX_CACHE``, default ~/.cache/cnnjax/jax)
-  and returns counters that fill as programs are compiled or loaded from it."""
+  and returns counters that fill as programs are compiled or loaded from it (from now on)."""
   import jax  # pylint: disable=import-outside-toplevel
   cache = os.environ.get(CACHE_ENV, os.path.expanduser("~/.cache/cnnjax/jax"))
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_CACHED_COMPILE_S)
   stats = {"dir": cache, "requests": 0, "hits": 0, "compile_s": 0.0}
+  if _CACHE_STATS:
+    _CACHE_STATS[0] = stats
+    return stats
+  _CACHE_STATS.append(stats)
 
   def on_event(event: str, **kwargs) -> None:
     del kwargs
     if event == "/jax/compilation_cache/compile_requests_use_cache":
-      stats["requests"] += 1
+      _CACHE_STATS[0]["requests"] += 1
     elif event == "/jax/compilation_cache/cache_hits":
-      stats["hits"] += 1
+      _CACHE_STATS[0]["hits"] += 1
 
   def on_duration(event: str, seconds: float, **kwargs) -> None:
     del kwargs
     if event == "/jax/core/compile/backend_compile_duration":
-      stats["compile_s"] += seconds
+      _CACHE_STATS[0]["compile_s"] += seconds
 
   jax.monitoring.register_event_listener(on_event)
   jax.monitoring.register_event_duration_secs_listener(on_duration)

@@ -22,7 +22,7 @@ import optax
 from flax import linen as nn
 
 from cnnjax import config as config_lib, models, parallel
-from cnnjax.data import sources, splits, transforms
+from cnnjax.data import augment, image_folder, sources, splits, transforms
 from cnnjax.data.preprocessing import Preprocessing
 from cnnjax.errors import UserError, unknown
 from cnnjax.train import optim
@@ -93,6 +93,24 @@ def _pretrained_preprocessing(config) -> Preprocessing | None:
   return Preprocessing.from_json(info["preprocessing"])
 
 
+def _open_splits(data: splits.DataSettings, pre: Preprocessing | None):
+  """``splits.open_splits``, kept for the next runs of this process (a sweep worker's runs
+  decode a small dataset into memory once): keyed by what opening reads (the seed only where it
+  picks images)."""
+  picks = data.train_per_class or data.dataset.startswith(image_folder.PREFIX)
+  key = dataclasses.replace(data, batch_size=0, eval_batch_size=0, augment=augment.NONE,
+                            num_threads=0, seed=data.seed if picks else 0)
+  if pre is not None:
+    return splits.open_splits(data, pre)
+  if key not in _OPENED:
+    _OPENED.clear()  # one dataset at a time: the splits in memory can be large
+    _OPENED[key] = splits.open_splits(data, pre)
+  return _OPENED[key]
+
+
+_OPENED: dict = {}
+
+
 def check_model_input(model: nn.Module, shape: tuple[int, ...]) -> dict:
   """The model's variables as shapes, traced abstractly (no compile, no weights).
 
@@ -116,7 +134,7 @@ def resolve(config: ml_collections.ConfigDict,
   parallel.check_batch_size(config.batch_size, mesh)
   pre = _pretrained_preprocessing(config)
   data = splits.DataSettings.from_config(config)
-  train_data, eval_data = splits.open_splits(data, pre)
+  train_data, eval_data = _open_splits(data, pre)
   config_lib.check_against_data(config, train_data.image_shape)
   spec = models.get_spec(config.model)
   if config.num_classes is not None and config.num_classes < train_data.num_classes:

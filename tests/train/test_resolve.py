@@ -67,3 +67,14 @@ def test_the_run_holds_each_setting_once(data_dir):
   assert (run.seed, run.label_smoothing, run.train_mode) == (3, 0.1, True)
   assert (run.init_from, run.init_skip, run.keep_checkpoints) == (None, (), c.keep_checkpoints)
   assert run.config["batch_size"] == 64 and run.config["data"]["flip"] is True
+
+
+def test_the_next_run_of_a_process_reuses_the_opened_splits(data_dir):
+  """A sweep worker's runs decode the data once; where the seed picks the images, it doesn't."""
+  one = jax.devices()[:1]
+  first, second = (resolve.resolve(lenet(data_dir, seed=s), devices=one) for s in (0, 1))
+  assert second.train_data is first.train_data and second.eval_data is first.eval_data
+  few = [resolve.resolve(lenet(data_dir, seed=s, **{"data.train_per_class": 5}), devices=one)
+         for s in (0, 1)]
+  assert few[0].train_data is not few[1].train_data
+  assert len(few[0].train_data) == 50
