@@ -95,7 +95,8 @@ def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, momentum: flo
   if name == "adam":
     chain.append(optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
   elif name == "rmsprop":  # TF's form, as Inception v3 was trained: momentum on the scaled step
-    chain.append(optax.rmsprop(learning_rate, decay=decay, eps=eps, momentum=momentum if is_on(momentum) else None))
+    chain.append(optax.rmsprop(learning_rate, decay=decay, eps=eps,
+                               momentum=momentum if is_on(momentum) else None))
   else:
     chain.append(optax.sgd(learning_rate, momentum=None if name == "sgd" else momentum,
                            nesterov=name == "nesterov"))
