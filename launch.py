@@ -79,6 +79,10 @@ def _sweep(config) -> None:
 
 
 def main(argv: list[str]) -> None:
+  if FLAGS.sweep_worker:  # a local sweep's warm worker: runs main for each run it is sent
+    from cnnjax.sweep import worker  # pylint: disable=import-outside-toplevel
+    worker.serve(main)
+    return
   cli.no_arguments(argv)
   config = cli.config_flag()
   if config is None:

@@ -46,7 +46,7 @@ def _measure() -> None:
   state = loop.init_state(run)
   train_fn, _ = call_lib.compile_steps(run)
   stream = loop.train_groups(run)
-  key = jax.random.key(0)
+  key, hyper = jax.random.key(0), call_lib.hyper_args(run)
   fixed = parallel.to_global(stream.take(k)[1], run.mesh, 1)
   calls = max(_STEPS.value // k, 1)
 
@@ -57,7 +57,8 @@ def _measure() -> None:
     start = time.perf_counter()
     for _ in range(calls):
       batches = parallel.to_global(stream.take(k)[1], run.mesh, 1) if real else fixed
-      state, window = train_fn(state, batches, key, window, np.int32(0), np.int32(k))
+      state, window = train_fn(state, batches, key, window, np.int32(0), np.int32(k),
+                               hyper)
     jax.block_until_ready(state)
     return calls * k * batch_size / (time.perf_counter() - start)
 

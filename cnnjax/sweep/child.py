@@ -1,4 +1,5 @@
-"""One run of a sweep as a child process: started, watched, stopped, and its result written.
+"""One run of a sweep as a child process (or sent to a warm ``worker``, which runs it as the
+child would): started, watched, stopped, and its result written.
 
 The child is ``python launch.py ...`` with exactly the flags a single run would get, so it has
 all of launch.py's behaviour: resume from the newest checkpoint, a stop signal (SIGTERM, and a
@@ -19,7 +20,7 @@ import subprocess
 import time
 
 from cnnjax import files
-from cnnjax.sweep import env as env_lib, store
+from cnnjax.sweep import env as env_lib, store, worker as worker_lib
 from cnnjax.train import stopping
 
 # The signals that mean "stop and resume me" (Slurm warns with USR2/USR1 before a time limit or a
@@ -42,12 +43,13 @@ class Child:
   (``self._held``) until the child has ended and its result is written."""
 
   def __init__(self, trial: store.Trial, sweep_dir: str, slot: env_lib.Slot, attempt: int = 1,
-               cwd: str | None = None):
+               cwd: str | None = None, pool: worker_lib.Pool | None = None):
     self.trial = trial
     self.run_dir = trial.run_dir(sweep_dir)
     self.slot = slot
     self.attempt = attempt
     self.proc = None
+    self.worker = None  # with a ``pool``: the warm worker that runs it instead of a process
     self.returncode: int | None = None  # set once, when the result is written
     self.started = time.time()
     self._held = contextlib.ExitStack()
@@ -59,7 +61,10 @@ class Child:
       self.elsewhere = lock_held(self.run_dir)
       if self.elsewhere:  # its child would fail with "workdir ... is in use by another run"
         return
-      self._start(cwd)  # a failed start releases the claim too
+      if pool is None:
+        self._start(cwd)  # a failed start releases the claim too
+      else:
+        self._send(pool)
       self._held = claim.pop_all()
 
   def _start(self, cwd: str | None) -> None:
@@ -75,10 +80,18 @@ class Child:
     finally:
       log.close()
 
+  def _send(self, pool: worker_lib.Pool) -> None:
+    log = os.path.join(self.run_dir, store.LOG)
+    with open(log, "a") as f:
+      f.write(f"=== attempt {self.attempt} on {self.slot.label or 'all devices'}, in a warm "
+              f"worker, {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(self.trial.argv)}\n")
+    self.worker = pool.worker(self.slot)
+    self.worker.start(self.trial.argv[1:], log)
+
   def poll(self) -> int | None:
-    if self.proc is None or self.returncode is not None:
+    if self.returncode is not None or (self.proc is None and self.worker is None):
       return self.returncode
-    rc = self.proc.poll()
+    rc = self.proc.poll() if self.worker is None else self.worker.poll()
     if rc is not None:
       self._finish(rc)
       self.returncode = rc
@@ -91,11 +104,19 @@ class Child:
 
   def stop(self) -> None:
     """SIGTERM to the child: it saves a checkpoint at its current step and exits 143."""
+    if self.worker is not None:
+      if self.worker.busy:
+        self.worker.signal(signal.SIGTERM)
+      return
     if self.proc is not None and self.proc.poll() is None:
       with contextlib.suppress(ProcessLookupError):
         os.kill(self.proc.pid, signal.SIGTERM)
 
   def _finish(self, rc: int) -> None:
+    if self.worker is not None and rc < 0 and rc not in STOPPED:
+      with open(os.path.join(self.run_dir, store.LOG), "a") as f:
+        f.write(f"error: the sweep's worker process running this run died "
+                f"({_signal_name(-rc)}); the next run starts a new one.\n")
     with self._held:  # the claim is released once the result is written
       store.write_result(self.run_dir, ended_result(
           self.trial.config_hash, rc, self.attempt, time.time() - self.started,
@@ -116,3 +137,10 @@ def ended_result(config_hash: str, rc: int, attempt: int, wall_s: float,
       ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"), error=error,
       wall_s=total if status == "done" else None,
       partial_wall_s=None if status == "done" else total)
+
+
+def _signal_name(signum: int) -> str:
+  try:
+    return f"killed by {signal.Signals(signum).name}"
+  except ValueError:
+    return f"killed by signal {signum}"

@@ -64,7 +64,8 @@ def _run(record: store.SweepRecord, sweep_dir: str) -> int:
           file=sys.stderr)
   if FLAGS.sweep_executor == "local":
     slots = env_lib.local_slots(FLAGS.sweep_workers, FLAGS.sweep_runs_per_device)
-    return runner.run(sweep_dir, record, slots, retries=FLAGS.sweep_retries)
+    return runner.run(sweep_dir, record, slots, retries=FLAGS.sweep_retries,
+                      warm=not FLAGS.sweep_process_per_run)
   from cnnjax.sweep import slurm  # pylint: disable=import-outside-toplevel  # submitit
   return slurm.submit(sweep_dir, record, kind=FLAGS.sweep_executor,
                       options=slurm.options_from_flags(FLAGS))

@@ -25,10 +25,15 @@ flags.DEFINE_string("slurm_account", None, "Slurm account.")
 flags.DEFINE_integer("slurm_max_timeouts", 3, "Times a task that reaches its time limit is "
                      "requeued (each time it saves and resumes) before submitit gives up.")
 
+flags.DEFINE_bool("sweep_process_per_run", False, "Each run of a local sweep in its own process "
+                  "(isolation), instead of one after another in a warm process per worker.")
+flags.DEFINE_bool("sweep_worker", False, "Internal: run the runs a local sweep sends on stdin "
+                  "(cnnjax/sweep/worker.py).")
+
 SWEEP_ONLY = ("sweep_workers", "sweep_runs_per_device", "sweep_dry_run", "sweep_retries",
               "sweep_executor", "slurm_partition", "slurm_time_min", "slurm_gpus_per_task",
               "slurm_cpus_per_task", "slurm_array_parallelism", "slurm_account",
-              "slurm_max_timeouts")
+              "slurm_max_timeouts", "sweep_process_per_run")
 FLAGS = flags.FLAGS
 
 

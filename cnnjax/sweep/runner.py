@@ -1,4 +1,6 @@
-"""Running a sweep's runs on this machine, N at a time, each as its own child process.
+"""Running a sweep's runs on this machine, N at a time: one after another in a warm worker
+process per slot (``worker``: what a run does and writes is a single run's), or each in its own
+child process (``warm=False``, ``--sweep_process_per_run``).
 
 Finished runs (result.json ``done`` with the run's config hash) are skipped; unfinished ones
 resume from their checkpoints (the child does that); failed ones are retried up to
@@ -21,6 +23,7 @@ import time
 from collections.abc import Sequence
 
 from cnnjax.sweep import child as child_lib, env as env_lib, results, store
+from cnnjax.sweep import worker as worker_lib
 from cnnjax.train import stopping
 
 POLL_S = 0.25
@@ -76,10 +79,20 @@ class _Status:
 
 
 def run(sweep_dir: str, record: store.SweepRecord, slots: Sequence[env_lib.Slot],
-        retries: int = 1, stream=None) -> int:
+        retries: int = 1, stream=None, warm: bool = True) -> int:
   """Runs every trial of ``record`` not yet done; returns the exit code (0 all done, 3 some
-  failed, 128 + signal when stopped)."""
-  stream = stream or sys.stderr
+  failed, 128 + signal when stopped). ``warm``: in a warm worker process per slot
+  (``worker.Pool``), else each in its own process."""
+  pool = worker_lib.Pool(worker_lib.command(record.trials[0].argv), sweep_dir,
+                         record.cwd) if warm and record.trials else None
+  try:
+    return _run(sweep_dir, record, slots, retries, stream or sys.stderr, pool)
+  finally:
+    if pool is not None:
+      pool.close()
+
+
+def _run(sweep_dir, record, slots, retries, stream, pool) -> int:
   todo = [t for t in seed_major(record.trials)
           if not store.is_done(t.run_dir(sweep_dir), t.config_hash)]
   progress = Progress(total=len(record.trials), done=len(record.trials) - len(todo))
@@ -98,7 +111,8 @@ def run(sweep_dir: str, record: store.SweepRecord, slots: Sequence[env_lib.Slot]
       todo[:0] = _freed(waiting, sweep_dir)
       while todo and free:
         trial, slot = todo.pop(0), free.pop(0)
-        child = child_lib.Child(trial, sweep_dir, slot, attempts[trial.workdir] + 1, record.cwd)
+        child = child_lib.Child(trial, sweep_dir, slot, attempts[trial.workdir] + 1, record.cwd,
+                                pool)
         if not child.claimed or child.elsewhere:
           free.insert(0, slot)
           if child.elsewhere:

@@ -11,7 +11,6 @@ steps at most), a failed save is caught after the next call.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import signal
@@ -22,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from cnnjax import checkpoint, files, models, parallel
+from cnnjax import checkpoint, files, parallel
 from cnnjax.data import pipeline
 from cnnjax.errors import RunFailed, Stopped, UserError
 from cnnjax.train import calls, metrics, plots, resume, state as state_lib, stopping, timing
@@ -94,9 +93,9 @@ def _loop(run: Run, state, stream: pipeline.TrainGroups, window, writer: MetricW
   step = start = int(state.step)
   if start >= total:  # already finished: report the final metrics again
     return run_eval(run, eval_fn, state)
-  key, final = _keys(run.seed)["dropout"], {}
-  learning_rate = jax.jit(run.schedule)  # one call per log line, compiled before the first step
-  learning_rate(start)
+  key, final, hyper = _keys(run.seed)["dropout"], {}, calls.hyper_args(run)
+  learning_rate = calls.learning_rate(run)  # one call per log line, compiled before the first step
+  learning_rate(start, hyper)
   clock = timing.Clock(start, run.data.batch_size)
   placed = None  # the index of the group whose batches are on the devices
   while step < total:
@@ -104,7 +103,8 @@ def _loop(run: Run, state, stream: pipeline.TrainGroups, window, writer: MetricW
     group, host_batches, first = stream.take(n)
     if group != placed:  # a group cut by a log, eval or save step is placed once
       placed, batches = group, parallel.to_global(host_batches, run.mesh, 1)
-    state, window = train_fn(state, batches, key, window, np.int32(first), np.int32(n))
+    state, window = train_fn(state, batches, key, window, np.int32(first), np.int32(n),
+                             hyper)
     if step == start:  # images/s leaves out the first call's compilation
       jax.block_until_ready(window)
       clock.start(step + n)
@@ -115,7 +115,7 @@ def _loop(run: Run, state, stream: pipeline.TrainGroups, window, writer: MetricW
       rate = clock.lap(step)
       if rate is not None:
         scalars["train/images_per_sec"] = rate
-      scalars["train/learning_rate"] = float(learning_rate(step - 1))
+      scalars["train/learning_rate"] = float(learning_rate(step - 1, hyper))
       writer.write(step, scalars)
       window = calls.window_sums(run.mesh)
     writer.progress(step)
@@ -198,14 +198,13 @@ def abstract_state(run: Run) -> state_lib.TrainState:
 def init_state(run: Run, loaded: dict | None = None) -> state_lib.TrainState:
   """A fresh TrainState, created directly replicated on the mesh; with ``loaded`` variables
   (from ``config.init_from``) strictly merged into the fresh init."""
-  rep = parallel.replicated(run.mesh)
-  fresh = functools.partial(models.init_variables, run.model, input_shape=run.input_shape)
-  variables = jax.jit(fresh, out_shardings=rep)(_keys(run.seed)["init"])
+  init, create = calls.init_calls(run)
+  variables = init(_keys(run.seed)["init"])
   if loaded is not None:
     variables, skipped = merge.merge(variables, loaded, run.init_skip, run.heads)
     logging.info("initialised from %s; kept fresh: %s", run.init_from, skipped)
     variables = parallel.replicate(variables, run.mesh)
-  return jax.jit(lambda v: state_lib.create(v, run.tx), out_shardings=rep)(variables)
+  return create(variables)
 
 
 def load_init_from(path: str) -> dict:

@@ -4,17 +4,43 @@
 Weight decay: ``adamw`` decouples it (Loshchilov & Hutter); for ``sgd``, ``momentum``, ``nesterov``
 and ``adam`` it is L2 added to the gradient, as PyTorch's ``weight_decay`` does. Only kernels
 (rank ≥ 2) decay unless ``decay_all`` is set: biases and BatchNorm scales are left alone.
+
+The numbers a sweep varies most (``TRACED``) can be given as arrays, traced: the train step then
+takes them as arguments instead of baking them into its program as constants (as optax would,
+google-deepmind/optax#577), so runs that differ only in them share one compiled program, in
+memory and in the persistent compilation cache. Only nonzero values are traced: 0 switches a part
+off (no weight decay, no momentum buffer), which is a different program.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
+import numpy as np
 import optax
 
 from cnnjax.errors import unknown
 
 SCHEDULES = ("constant", "cosine", "step")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+# Traced when nonzero; results are bit for bit those of constants. Not traced: the step counts
+# (warm-up, decay steps: they fix the schedule's shape), the values optax turns into
+# ``1 - value`` in Python's double precision (Adam's b1 and b2, RMSProp's decay, the schedule's
+# decay_factor and final fraction), which float32 arithmetic on a traced value would round
+# differently, and label smoothing: XLA folds a constant one into the one-hot targets and sums
+# the loss in another order (a LeNet-5 loss moved by 5e-7; docs/performance.md, sweeps).
+TRACED = ("learning_rate", "momentum", "weight_decay")
+
+
+def traced(values: Mapping[str, float]) -> dict[str, np.float32]:
+  """The nonzero ``TRACED`` entries of ``values``, as float32 scalars for the train step."""
+  return {k: np.float32(v) for k, v in values.items() if k in TRACED and v}
+
+
+def is_on(value) -> bool:
+  """Whether a hyperparameter switches its part on: a traced value (only nonzero ones are) does."""
+  return isinstance(value, jax.Array) or bool(value)
 
 
 def schedule(name: str, *, base_lr: float, total_steps: int, warmup_steps: int = 0,
@@ -64,12 +90,13 @@ def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, *, momentum: flo
     chain.append(optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
                              mask=mask))
     return optax.chain(*chain)
-  if weight_decay:
+  if is_on(weight_decay):
     chain.append(optax.add_decayed_weights(weight_decay, mask=mask))
   if name == "adam":
     chain.append(optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
   elif name == "rmsprop":  # TF's form, as Inception v3 was trained: momentum on the scaled step
-    chain.append(optax.rmsprop(learning_rate, decay=decay, eps=eps, momentum=momentum or None))
+    chain.append(optax.rmsprop(learning_rate, decay=decay, eps=eps,
+                               momentum=momentum if is_on(momentum) else None))
   else:
     chain.append(optax.sgd(learning_rate, momentum=None if name == "sgd" else momentum,
                            nesterov=name == "nesterov"))

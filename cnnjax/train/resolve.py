@@ -22,7 +22,7 @@ import optax
 from flax import linen as nn
 
 from cnnjax import config as config_lib, models, parallel, platforms
-from cnnjax.data import sources, splits, transforms
+from cnnjax.data import augment, image_folder, sources, splits, transforms
 from cnnjax.data.preprocessing import Preprocessing
 from cnnjax.errors import UserError, unknown
 from cnnjax.train import optim
@@ -46,6 +46,11 @@ class Run:
   eval_data: sources.Dataset
   schedule: optax.Schedule
   tx: optax.GradientTransformation
+  # The traced hyperparameters (``optim.TRACED``, nonzero ones) and the schedule and optimizer as
+  # functions of them: the train step takes ``hyper`` as an argument and calls ``optimizer``.
+  hyper: Mapping[str, Any]
+  optimizer: Any  # (hyper) -> (schedule, tx)
+  program_key: str  # equal for runs whose compiled calls are the same (``calls.compiled``)
   label_smoothing: float
   train_mode: bool  # False for a linear probe: BatchNorm keeps the loaded statistics
   input_fn: Any
@@ -88,6 +93,24 @@ def _pretrained_preprocessing(config) -> Preprocessing | None:
   return Preprocessing.from_json(info["preprocessing"])
 
 
+def _open_splits(data: splits.DataSettings, pre: Preprocessing | None):
+  """``splits.open_splits``, kept for the next runs of this process (a sweep worker's runs
+  decode a small dataset into memory once): keyed by what opening reads (the seed only where it
+  picks images)."""
+  picks = data.train_per_class or data.dataset.startswith(image_folder.PREFIX)
+  key = dataclasses.replace(data, batch_size=0, eval_batch_size=0, augment=augment.NONE,
+                            num_threads=0, seed=data.seed if picks else 0)
+  if pre is not None:
+    return splits.open_splits(data, pre)
+  if key not in _OPENED:
+    _OPENED.clear()  # one dataset at a time: the splits in memory can be large
+    _OPENED[key] = splits.open_splits(data, pre)
+  return _OPENED[key]
+
+
+_OPENED: dict = {}
+
+
 def check_model_input(model: nn.Module, shape: tuple[int, ...]) -> dict:
   """The model's variables as shapes, traced abstractly (no compile, no weights).
 
@@ -110,7 +133,7 @@ def resolve(config: ml_collections.ConfigDict,
   parallel.check_batch_size(config.batch_size, mesh)
   pre = _pretrained_preprocessing(config)
   data = splits.DataSettings.from_config(config)
-  train_data, eval_data = splits.open_splits(data, pre)
+  train_data, eval_data = _open_splits(data, pre)
   config_lib.check_against_data(config, train_data.image_shape)
   spec = models.get_spec(config.model)
   if config.num_classes is not None and config.num_classes < train_data.num_classes:
@@ -132,10 +155,13 @@ def resolve(config: ml_collections.ConfigDict,
   ft = config.finetune
   frozen = frozenset(finetune.frozen_modules(variables["params"], ft.mode, heads,
                                              ft.freeze_until))
-  schedule, tx = _optimizer(config, steps, variables["params"], frozen)
+  hyper = optim.traced({k: config_lib.get_key(as_json, key) for k, key in HYPER_KEYS.items()})
+  optimizer = functools.partial(_optimizer, config, steps, variables["params"], frozen)
+  schedule, tx = optimizer({})
   return Run(name=config.model, config=as_json, seed=config.seed, data=data, steps=steps,
              mesh=mesh, model=model, spec=spec, train_data=train_data, eval_data=eval_data,
-             schedule=schedule, tx=tx, label_smoothing=config.label_smoothing,
+             schedule=schedule, tx=tx, hyper=hyper, optimizer=optimizer,
+             program_key=program_key(as_json, mesh), label_smoothing=config.label_smoothing,
              train_mode=ft.mode != "linear_probe", input_fn=input_fn, input_shape=shape,
              variables=variables, heads=heads, frozen=frozen, init_from=config.init_from,
              init_skip=tuple(config.init_skip), keep_checkpoints=config.keep_checkpoints)
@@ -152,6 +178,27 @@ def platform_defaults(config: ml_collections.ConfigDict, platform: str,
   return config
 
 
+# Where each ``optim.TRACED`` hyperparameter lives in the config.
+HYPER_KEYS = {"learning_rate": "optimizer.learning_rate", "momentum": "optimizer.momentum",
+              "weight_decay": "optimizer.weight_decay"}
+# Config keys that only reach the train and eval calls as arguments (the PRNG keys), not as part
+# of their programs.
+ARGUMENT_KEYS = ("seed",)
+
+
+def program_key(as_json: Mapping[str, Any], mesh: jax.sharding.Mesh) -> str:
+  """The config with what only enters the compiled calls as arguments left out (the traced
+  hyperparameters count only as on or off), and the devices: runs with equal keys have the
+  same compiled calls."""
+  flat = {k: config_lib.get_key(as_json, k) for k in config_lib.leaf_keys(as_json)}
+  for key in HYPER_KEYS.values():
+    flat[key] = bool(flat.get(key))
+  for key in ARGUMENT_KEYS:
+    flat.pop(key, None)
+  devices = [[d.id for d in mesh.devices.flat], list(mesh.devices.shape), list(mesh.axis_names)]
+  return json.dumps([flat, devices], sort_keys=True, default=str)
+
+
 def _heads(config, model: nn.Module, shape) -> frozenset[str]:
   """The num_classes-dependent parameters, needed only when transferring or freezing."""
   if config.init_from is None and config.finetune.mode == "full":
@@ -159,16 +206,20 @@ def _heads(config, model: nn.Module, shape) -> frozenset[str]:
   return frozenset(merge.head_paths(model, shape))
 
 
-def _optimizer(config, steps: config_lib.Steps, params, frozen: frozenset[str]):
-  """The schedule and the optimizer; frozen layers and LR multipliers become optax partitions."""
+def _optimizer(config, steps: config_lib.Steps, params, frozen: frozenset[str],
+               hyper: Mapping[str, Any]):
+  """The schedule and the optimizer; frozen layers and LR multipliers become optax partitions.
+  The ``hyper`` given (``optim.TRACED``, traced) replace the config's values."""
   o, s = config.optimizer, config.schedule
-  schedule = optim.schedule(s.name, base_lr=o.learning_rate, total_steps=steps.total_steps,
+  value = {k: hyper.get(k, config_lib.get_key(config, key)) for k, key in HYPER_KEYS.items()}
+  schedule = optim.schedule(s.name, base_lr=value["learning_rate"], total_steps=steps.total_steps,
                             warmup_steps=steps.warmup_steps, decay_steps=steps.decay_steps,
                             decay_factor=s.decay_factor, final_lr_fraction=s.final_lr_fraction)
 
   def make(multiplier: float) -> optax.GradientTransformation:
     lr = schedule if multiplier == 1.0 else (lambda step: multiplier * schedule(step))
-    return optim.optimizer(o.name, lr, momentum=o.momentum, weight_decay=o.weight_decay,
+    return optim.optimizer(o.name, lr, momentum=value["momentum"],
+                           weight_decay=value["weight_decay"],
                            decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps, decay=o.decay)
 
   multipliers = finetune.parse_multipliers(config.finetune.lr_multipliers)

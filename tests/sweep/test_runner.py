@@ -31,7 +31,7 @@ def record_of(tmp_path, *scripts):
 
 def run(tmp_path, record, **kwargs):
   stream = io.StringIO()
-  code = runner.run(str(tmp_path), record, [SLOT], stream=stream, **kwargs)
+  code = runner.run(str(tmp_path), record, [SLOT], stream=stream, warm=False, **kwargs)
   return code, stream.getvalue()
 
 

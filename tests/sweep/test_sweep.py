@@ -221,3 +221,30 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, data_dir, args, message):
 def test_sweep_flags_without_sweep_are_an_error(tmp_path, data_dir):
   done = launch(TINY, f"--workdir={tmp_path}", "--sweep_workers=2")
   assert done.returncode == 2 and "--sweep_workers is only read with --sweep" in done.stderr
+
+
+def test_a_run_in_a_warm_worker_ends_as_the_same_run_alone(swept, tmp_path):
+  """activation=relu/seed=1 started third, in a worker that had run another run: its metrics
+  equal those of its own command run alone on the same core, bit for bit (XLA's CPU threads
+  split some sums by how many cores there are)."""
+  workdir = swept[0]
+  header = (workdir / RUNS[1] / "log.txt").read_text().splitlines()[0]
+  assert ", in a warm worker, " in header
+  core = header.split(" on cpu ")[1].split(",")[0]
+  sweep = json.loads((workdir / "sweep.json").read_text())
+  argv = next(r["argv"] for r in sweep["runs"] if r["workdir"] == RUNS[1])
+  alone = tmp_path / "alone"
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+         "CNNJAX_CACHE": os.environ.get("CNNJAX_CACHE", "/tmp/cnnjax-test-cache"),
+         "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+  done = subprocess.run(["taskset", "-c", core, *argv[:-1], f"--workdir={alone}"], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=600)
+  assert argv[-1].startswith("--workdir=")
+  assert done.returncode == 0, done.stderr[-2000:]
+
+  def lines(path):
+    return [{k: v for k, v in json.loads(line).items() if k != "train/images_per_sec"}
+            for line in open(path)]
+
+  assert lines(alone / "metrics.jsonl") == lines(workdir / RUNS[1] / "metrics.jsonl")
+  assert done.stdout.splitlines()[-1] in (workdir / RUNS[1] / "log.txt").read_text()

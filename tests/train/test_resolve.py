@@ -90,3 +90,14 @@ def test_the_run_records_the_filled_defaults_on_cpu(data_dir):
   run = resolve.resolve(config_lib.with_values(lenet(data_dir), {"steps_per_call": None}),
                         devices=jax.devices()[:1])
   assert run.config["steps_per_call"] == 1 and run.model.dtype == "float32"
+
+
+def test_the_next_run_of_a_process_reuses_the_opened_splits(data_dir):
+  """A sweep worker's runs decode the data once; where the seed picks the images, it doesn't."""
+  one = jax.devices()[:1]
+  first, second = (resolve.resolve(lenet(data_dir, seed=s), devices=one) for s in (0, 1))
+  assert second.train_data is first.train_data and second.eval_data is first.eval_data
+  few = [resolve.resolve(lenet(data_dir, seed=s, **{"data.train_per_class": 5}), devices=one)
+         for s in (0, 1)]
+  assert few[0].train_data is not few[1].train_data
+  assert len(few[0].train_data) == 50
