@@ -78,7 +78,7 @@ def defaults() -> ConfigDict:
   c.num_steps = none(int)  # overrides num_epochs when set
 
   c.optimizer = ConfigDict({
-      "name": "adam",  # sgd | momentum | nesterov | adam | adamw | rmsprop
+      "name": "adam",  # sgd | momentum | nesterov | adam | adamw | rmsprop | lars | lamb
       "learning_rate": 1e-3,
       "momentum": 0.9,
       "weight_decay": 0.0,
@@ -87,14 +87,16 @@ def defaults() -> ConfigDict:
       "b2": 0.999,
       "eps": 1e-8,
       "decay": 0.9,  # rmsprop's squared-gradient decay
+      "trust_coefficient": 0.001,  # lars: the trust ratio's η (MLPerf's 0.001)
       "grad_clip_norm": none(float),
   })
   c.schedule = ConfigDict({
-      "name": "cosine",  # constant | cosine | step
+      "name": "cosine",  # constant | cosine | step | polynomial
       "warmup_epochs": 0.0,
       "decay_epochs": (),  # for "step": epochs at which the rate is multiplied by decay_factor
       "decay_factor": 0.1,
-      "final_lr_fraction": 0.0,  # for "cosine"
+      "final_lr_fraction": 0.0,  # for "cosine" and "polynomial": the last rate / learning_rate
+      "power": 1.0,  # for "polynomial": (1 - t/T)**power after the warm-up (MLPerf: 2)
   })
   c.label_smoothing = 0.0
 
@@ -274,9 +276,11 @@ RANGES = (
     ("optimizer.eps", POSITIVE, False),
     ("optimizer.decay", FRACTION, False),
     ("optimizer.grad_clip_norm", POSITIVE, True),
+    ("optimizer.trust_coefficient", POSITIVE, False),
     ("schedule.warmup_epochs", NON_NEGATIVE, False),
     ("schedule.decay_factor", POSITIVE, False),
     ("schedule.final_lr_fraction", CLOSED_FRACTION, False),
+    ("schedule.power", POSITIVE, False),
 )
 
 

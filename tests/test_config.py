@@ -55,6 +55,8 @@ BAD = [
     ({"optimizer.decay": 1.0}, "config.optimizer.decay must be in [0, 1), got 1.0."),
     ({"optimizer.grad_clip_norm": 0.0},
      "config.optimizer.grad_clip_norm must be positive, got 0.0."),
+    ({"optimizer.trust_coefficient": 0.0},
+     "config.optimizer.trust_coefficient must be positive, got 0.0."),
     ({"schedule.warmup_epochs": -1.0}, "config.schedule.warmup_epochs must be >= 0, got -1.0."),
     ({"schedule.decay_epochs": (30, -1)},
      "config.schedule.decay_epochs[1] must be >= 0, got -1."),
@@ -63,6 +65,7 @@ BAD = [
      "config.schedule.final_lr_fraction must be in [0, 1], got 1.5."),
     ({"schedule.final_lr_fraction": -0.1},
      "config.schedule.final_lr_fraction must be in [0, 1], got -0.1."),
+    ({"schedule.power": -2.0}, "config.schedule.power must be positive, got -2.0."),
     ({"init_skip": ("head", "conv(")},
      "config.init_skip[1] must be a valid regular expression, got 'conv(' (missing ), "
      "unterminated subpattern at position 4)."),

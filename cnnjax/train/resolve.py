@@ -152,12 +152,14 @@ def _optimizer(config, steps: config_lib.Steps, params, frozen: frozenset[str]):
   o, s = config.optimizer, config.schedule
   schedule = optim.schedule(s.name, base_lr=o.learning_rate, total_steps=steps.total_steps,
                             warmup_steps=steps.warmup_steps, decay_steps=steps.decay_steps,
-                            decay_factor=s.decay_factor, final_lr_fraction=s.final_lr_fraction)
+                            decay_factor=s.decay_factor, final_lr_fraction=s.final_lr_fraction,
+                            power=s.power)
 
   def make(multiplier: float) -> optax.GradientTransformation:
     lr = schedule if multiplier == 1.0 else (lambda step: multiplier * schedule(step))
     return optim.optimizer(o.name, lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                           decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps, decay=o.decay)
+                           decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps, decay=o.decay,
+                           trust_coefficient=o.trust_coefficient)
 
   multipliers = finetune.parse_multipliers(config.finetune.lr_multipliers)
   tx = make(1.0) if not frozen and not multipliers else finetune.partitioned(
