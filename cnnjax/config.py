@@ -99,12 +99,20 @@ def defaults() -> ConfigDict:
       "power": 1.0,  # for "polynomial": (1 - t/T)**power after the warm-up (MLPerf: 2)
   })
   c.label_smoothing = 0.0
+  # K micro-batches of batch_size / K per optimizer step (one at a time: less activation memory);
+  # BatchNorm sees each micro-batch and updates its running statistics K times.
+  c.grad_accum_steps = 1
+  # An exponential moving average of the weights and BatchNorm statistics, kept in the train
+  # state and its checkpoints, evaluated beside the weights (eval_ema/*). decay 0: none;
+  # warmup: min(decay, (1 + step) / (10 + step)) per update, as TensorFlow's num_updates.
+  c.ema = ConfigDict({"decay": 0.0, "warmup": False})
 
   # Transfer learning: initialise from a training workdir, a checkpoints directory or converted
   # weights (python -m cnnjax.transfer); init_skip lists regexes of leaves to keep
   # fresh ('head' = every num_classes-dependent leaf). Loading is strict otherwise.
   c.init_from = none(str)
   c.init_skip = ()
+  c.init_from_ema = False  # init_from a workdir: take its checkpoint's moving averages (ema.*)
   c.finetune = ConfigDict({
       "mode": "full",  # full | linear_probe | freeze
       "freeze_until": none(str),  # for "freeze": last frozen layer (name prefix)
@@ -258,6 +266,8 @@ RANGES = (
     ("keep_checkpoints", POSITIVE, False),
     ("eval_every_epochs", NON_NEGATIVE, False),
     ("label_smoothing", FRACTION, False),
+    ("grad_accum_steps", AT_LEAST_ONE, False),
+    ("ema.decay", FRACTION, False),
     ("num_classes", AT_LEAST_ONE, True),
     ("model_options.dropout", FRACTION, True),
     ("model_options.negative_slope", NON_NEGATIVE, True),

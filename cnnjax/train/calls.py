@@ -72,7 +72,9 @@ def compile_steps(run: Run):
   step = functools.partial(_checked_train_step, model=run.model, tx=run.tx, input_fn=run.input_fn,
                            label_smoothing=run.label_smoothing,
                            aux_loss_weight=run.spec.aux_loss_weight, train_mode=run.train_mode,
-                           frozen=run.frozen, augment=run.data.augment)
+                           frozen=run.frozen, augment=run.data.augment,
+                           grad_accum_steps=run.grad_accum_steps, ema_decay=run.ema_decay,
+                           ema_warmup=run.ema_warmup)
   evaluate = functools.partial(step_lib.eval_step, model=run.model, input_fn=run.input_fn)
   train = jax.jit(functools.partial(_train_steps, step=step),
                   in_shardings=(rep, parallel.batch_sharding(run.mesh, 1), rep, rep, rep, rep),

@@ -61,7 +61,8 @@ def _train(run: Run, workdir: str, mgr, request: stopping.StopRequest) -> dict[s
   """Restores or initialises the state and the data position, then loops."""
   restored = resume.restore(workdir, run.config, mgr, abstract_state(run))
   if restored is None:
-    state = init_state(run, load_init_from(run.init_from) if run.init_from else None)
+    state = init_state(run, load_init_from(run.init_from, run.init_from_ema)
+                       if run.init_from else None)
   else:
     state = restored.state
   _write_config(run, workdir)
@@ -188,7 +189,8 @@ def abstract_state(run: Run) -> state_lib.TrainState:
   """The run's TrainState as shapes, replicated on the mesh: a restore target that runs nothing
   (from the variables' shapes the run was resolved with)."""
   rep = parallel.replicated(run.mesh)
-  shapes = jax.eval_shape(lambda v: state_lib.create(v, run.tx), run.variables)
+  shapes = jax.eval_shape(lambda v: state_lib.create(v, run.tx, ema=bool(run.ema_decay)),
+                          run.variables)
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), shapes)
 
 
@@ -202,17 +204,22 @@ def init_state(run: Run, loaded: dict | None = None) -> state_lib.TrainState:
     variables, skipped = merge.merge(variables, loaded, run.init_skip, run.heads)
     logging.info("initialised from %s; kept fresh: %s", run.init_from, skipped)
     variables = parallel.replicate(variables, run.mesh)
-  return jax.jit(lambda v: state_lib.create(v, run.tx), out_shardings=rep)(variables)
+  return jax.jit(lambda v: state_lib.create(v, run.tx, ema=bool(run.ema_decay)),
+                 out_shardings=rep)(variables)
 
 
-def load_init_from(path: str) -> dict:
+def load_init_from(path: str, ema: bool = False) -> dict:
   """Variables to start from: converted weights (``python -m cnnjax.transfer``),
-  or a training workdir or checkpoints dir (its newest step)."""
+  or a training workdir or checkpoints dir (its newest step; with ``ema``, its moving
+  averages)."""
   if not os.path.isdir(path):
     raise UserError(f"config.init_from={path!r} is not a directory.")
   if os.path.isfile(os.path.join(path, pretrained.INFO)):
+    if ema:
+      raise UserError(f"config.init_from_ema is set but config.init_from={path!r} holds "
+                      "converted weights, which have no moving averages.")
     return pretrained.read(path)[1]
-  variables = checkpoint.latest_variables(path)
+  variables = checkpoint.latest_variables(path, ema=ema)
   if not variables:
     raise UserError(f"config.init_from={path!r} holds no checkpoint.")
   return variables
@@ -228,7 +235,15 @@ def train_groups(run: Run) -> pipeline.TrainGroups:
 
 
 def run_eval(run: Run, eval_fn, state) -> dict[str, float]:
-  """Metrics over every evaluation example exactly once."""
+  """Metrics over every evaluation example exactly once (``eval/*``), and those of the moving
+  averages of the weights (``eval_ema/*``) when the state keeps them."""
+  result = _eval_sums(run, eval_fn, state, "eval")
+  if state.ema:
+    result.update(_eval_sums(run, eval_fn, state.with_ema_weights(), "eval_ema"))
+  return result
+
+
+def _eval_sums(run: Run, eval_fn, state, prefix: str) -> dict[str, float]:
   sums, n = None, run.mesh.devices.size
   # Evaluation pads and masks anyway, so its batch is rounded up to a multiple of the devices.
   global_batch = -(-run.data.eval_batch_size // n) * n
@@ -237,7 +252,7 @@ def run_eval(run: Run, eval_fn, state) -> dict[str, float]:
                                   num_threads=run.data.num_threads)
   for batch in batches:
     sums = metrics.add(sums, eval_fn(state, parallel.to_global(batch, run.mesh)))
-  return metrics.finalize(jax.device_get(sums), "eval")
+  return metrics.finalize(jax.device_get(sums), prefix)
 
 
 def _write_config(run: Run, workdir: str) -> None:
@@ -265,7 +280,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   if restored is not None:
     step, state, what = restored.step, restored.state, f"the checkpoint of step {restored.step}"
   elif run.init_from:
-    step, state = 0, init_state(run, load_init_from(run.init_from))
+    step, state = 0, init_state(run, load_init_from(run.init_from, run.init_from_ema))
     what = f"the weights of config.init_from={run.init_from!r}"
   else:
     raise UserError(f"no checkpoint in {mgr.directory} to evaluate (and no config.init_from); "

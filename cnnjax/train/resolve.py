@@ -56,6 +56,10 @@ class Run:
   init_from: str | None
   init_skip: tuple[str, ...]
   keep_checkpoints: int
+  grad_accum_steps: int  # micro-batches per step
+  ema_decay: float  # 0: no moving average of the weights
+  ema_warmup: bool
+  init_from_ema: bool  # init_from takes a checkpoint's moving averages
 
 
 def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -109,6 +113,7 @@ def resolve(config: ml_collections.ConfigDict,
   as_json = _as_json(config)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)
+  _check_grad_accum(config.batch_size, config.grad_accum_steps, mesh.devices.size)
   pre = _pretrained_preprocessing(config)
   data = splits.DataSettings.from_config(config)
   train_data, eval_data = splits.open_splits(data, pre)
@@ -137,7 +142,17 @@ def resolve(config: ml_collections.ConfigDict,
              schedule=schedule, tx=tx, label_smoothing=config.label_smoothing,
              train_mode=ft.mode != "linear_probe", input_fn=input_fn, input_shape=shape,
              variables=variables, heads=heads, frozen=frozen, init_from=config.init_from,
-             init_skip=tuple(config.init_skip), keep_checkpoints=config.keep_checkpoints)
+             init_skip=tuple(config.init_skip), keep_checkpoints=config.keep_checkpoints,
+             grad_accum_steps=config.grad_accum_steps, ema_decay=config.ema.decay,
+             ema_warmup=config.ema.warmup, init_from_ema=config.init_from_ema)
+
+
+def _check_grad_accum(batch_size: int, k: int, devices: int) -> None:
+  """Each of the ``k`` micro-batches must split evenly over the devices."""
+  if k > 1 and batch_size % (k * devices):
+    raise UserError(f"config.batch_size={batch_size} must be divisible by "
+                    f"config.grad_accum_steps × devices = {k} × {devices} = {k * devices}, so "
+                    "that every micro-batch splits evenly over the devices.")
 
 
 def _heads(config, model: nn.Module, shape) -> frozenset[str]:
