@@ -48,6 +48,9 @@ def defaults() -> ConfigDict:
       "negative_slope": none(float),  # leaky ReLU's slope for x < 0
       "pool": none(str),  # max | avg
       "dropout": none(float),
+      # stochastic depth (ResNets): block l of L drops its residual branch per example with
+      # probability l/L · drop_path in training (Huang et al. 2016); the identity at eval
+      "drop_path": none(float),
       "dtype": "float32",  # compute precision: float32 | bfloat16
   })
   c.num_classes = none(int)  # default: the dataset's number of classes
@@ -270,6 +273,7 @@ RANGES = (
     ("ema.decay", FRACTION, False),
     ("num_classes", AT_LEAST_ONE, True),
     ("model_options.dropout", FRACTION, True),
+    ("model_options.drop_path", FRACTION, True),
     ("model_options.negative_slope", NON_NEGATIVE, True),
     ("data.image_size", POSITIVE, True),
     ("data.crop", POSITIVE, True),

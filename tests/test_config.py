@@ -26,6 +26,8 @@ BAD = [
     ({"num_classes": 0}, "config.num_classes must be an integer >= 1, got 0."),
     ({"model": "alexnet", "model_options.dropout": 1.0},
      "config.model_options.dropout must be in [0, 1), got 1.0."),
+    ({"model": "resnet20", "model_options.drop_path": 1.0},
+     "config.model_options.drop_path must be in [0, 1), got 1.0."),
     ({"model_options.activation": "leaky_relu", "model_options.negative_slope": -0.1},
      "config.model_options.negative_slope must be >= 0, got -0.1."),
     ({"data.image_size": 0}, "config.data.image_size must be positive, got 0."),
