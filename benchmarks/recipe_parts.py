@@ -6,7 +6,7 @@ step (SGD with momentum), in one process so the ratios share the machine's state
 
 Prints, per case, the compiled step's temporary (activation) memory per device from XLA's
 ``memory_analysis()`` and its images/s as the median of ``rounds`` interleaved timings of
-``steps`` steps, with the ratio to the plain step. Synthetic data; traced inside
+``steps`` steps (each round in a rotated order), with the ratio to the plain step. Synthetic data; traced inside
 ``cnnjax.cpu.lowering()`` as launch.py traces.
 """
 
@@ -68,9 +68,10 @@ def main(argv):
   runs = {name: list(_compiled(mesh, *case, batch)) for name, case in CASES.items()}
   times = {name: [] for name in CASES}
   key = jax.random.key(1)
-  for _ in range(FLAGS.rounds + 1):  # the first round warms up and is dropped
-    for name, run in runs.items():
-      step, state = run
+  names = list(runs)
+  for r in range(FLAGS.rounds + 1):  # the first round warms up and is dropped
+    for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts elsewhere
+      step, state = run = runs[name]
       t = time.perf_counter()
       for _ in range(FLAGS.steps):
         state, sums = step(state, batch, key)
