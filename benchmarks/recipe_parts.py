@@ -6,8 +6,8 @@ step (SGD with momentum), in one process so the ratios share the machine's state
 
 Prints, per case, the compiled step's temporary (activation) memory per device from XLA's
 ``memory_analysis()`` and its images/s as the median of ``rounds`` interleaved timings of
-``steps`` steps (each round in a rotated order), with the ratio to the plain step. Synthetic data; traced inside
-``cnnjax.cpu.lowering()`` as launch.py traces.
+``steps`` steps (each round in a rotated order), with the ratio to the plain step. Synthetic
+data; traced inside ``cnnjax.cpu.lowering()`` as launch.py traces.
 """
 
 from __future__ import annotations
