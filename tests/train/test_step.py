@@ -3,6 +3,7 @@ moving average of the weights against hand-computed sequences."""
 
 import functools
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,8 +106,22 @@ def test_decay_rule():
   assert float(state_lib.ema_decay(0.999, jnp.int32(0), False)) == pytest.approx(0.999)
 
 
-def test_without_ema_the_state_tree_is_unchanged():
+@flax.struct.dataclass
+class StateBeforeEma:
+  """The train state as checkpoints before EMA existed hold it."""
+  step: jax.Array
+  params: dict
+  batch_stats: dict
+  opt_state: object
+
+
+def test_without_ema_the_state_tree_is_the_one_older_checkpoints_hold():
   state, _, _ = _setup()
   assert state.ema == {}
-  names = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
-  assert not any("ema" in n for n in names)
+  old = StateBeforeEma(state.step, state.params, state.batch_stats, state.opt_state)
+  paths = lambda t: [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(t)[0]]
+  assert paths(state) == paths(old)
+  with_ema, _, _ = _setup(ema=True)
+  added = set(paths(with_ema)) - set(paths(state))  # the averages of the params (no BatchNorm)
+  assert added == {".ema['params']" + p[len(".params"):] for p in paths(state)
+                   if p.startswith(".params")}
