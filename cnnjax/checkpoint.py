@@ -286,10 +286,11 @@ def _checkpoints_dir(directory: str) -> str:
   return os.path.abspath(inside if os.path.isdir(inside) else directory)
 
 
-def latest_variables(directory: str) -> dict[str, Any]:
+def latest_variables(directory: str, *, ema: bool = False) -> dict[str, Any]:
   """``{'params', 'batch_stats'}`` of the newest training checkpoint under ``directory`` (a
   workdir or its ``checkpoints/``), as host arrays, whatever the optimizer that wrote it; ``{}``
-  if there is none.
+  if there is none. With ``ema``, the moving averages of those (the state's ``ema``), and a
+  ``UserError`` if the run kept none.
 
   Only those two subtrees are read (a partial restore): a damaged or foreign optimizer state
   doesn't matter. Falls back to older checkpoints, without moving anything (not our run)."""
@@ -297,20 +298,28 @@ def latest_variables(directory: str) -> dict[str, Any]:
   _drop_closed_loop_noise()
   found = _newest_that_restores(
       ckpt_dir, _complete_steps(ckpt_dir),
-      lambda step: _finite(_read_variables(os.path.join(ckpt_dir, str(step), "state"))),
+      lambda step: _finite(_read_variables(os.path.join(ckpt_dir, str(step), "state"), ema)),
       context="config.init_from: ", error=UserError)
   return {} if found is None else found[1]
 
 
-def _read_variables(path: str) -> dict[str, Any]:
+def _read_variables(path: str, ema: bool = False) -> dict[str, Any]:
   checkpointer = ocp.PyTreeCheckpointer()
   with _quiet():
     meta = _tree_metadata(path)
-  wanted = {k: meta[k] for k in ("params", "batch_stats") if meta.get(k)}
+  if ema:
+    if not meta.get("ema"):
+      raise UserError(f"{os.path.dirname(path)} holds no moving averages of the weights (its "
+                      "run had config.ema.decay=0).")
+    wanted = {"ema": {k: meta["ema"][k] for k in ("params", "batch_stats")
+                      if meta["ema"].get(k)}}
+  else:
+    wanted = {k: meta[k] for k in ("params", "batch_stats") if meta.get(k)}
   # Restore as numpy arrays: valid whatever the device topology that saved it.
   as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
-  return checkpointer.restore(path, args=ocp.args.PyTreeRestore(
+  restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
       item=wanted, restore_args=as_numpy, partial_restore=True))
+  return restored["ema"] if ema else restored
 
 
 def param_count(directory: str) -> int | None:

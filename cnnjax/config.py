@@ -48,6 +48,9 @@ def defaults() -> ConfigDict:
       "negative_slope": none(float),  # leaky ReLU's slope for x < 0
       "pool": none(str),  # max | avg
       "dropout": none(float),
+      # stochastic depth (ResNets): block l of L drops its residual branch per example with
+      # probability l/L · drop_path in training (Huang et al. 2016); the identity at eval
+      "drop_path": none(float),
       # compute precision: float32 | bfloat16; default: the platform's (cnnjax.platforms:
       # bfloat16 on GPU and TPU, float32 on CPU). Parameters stay float32.
       "dtype": none(str),
@@ -80,7 +83,7 @@ def defaults() -> ConfigDict:
   c.num_steps = none(int)  # overrides num_epochs when set
 
   c.optimizer = ConfigDict({
-      "name": "adam",  # sgd | momentum | nesterov | adam | adamw | rmsprop
+      "name": "adam",  # sgd | momentum | nesterov | adam | adamw | rmsprop | lars | lamb
       "learning_rate": 1e-3,
       "momentum": 0.9,
       "weight_decay": 0.0,
@@ -89,33 +92,39 @@ def defaults() -> ConfigDict:
       "b2": 0.999,
       "eps": 1e-8,
       "decay": 0.9,  # rmsprop's squared-gradient decay
+      "trust_coefficient": 0.001,  # lars: the trust ratio's η (MLPerf's 0.001)
       "grad_clip_norm": none(float),
   })
   c.schedule = ConfigDict({
-      "name": "cosine",  # constant | cosine | step
+      "name": "cosine",  # constant | cosine | step | polynomial
       "warmup_epochs": 0.0,
       "decay_epochs": (),  # for "step": epochs at which the rate is multiplied by decay_factor
       "decay_factor": 0.1,
-      "final_lr_fraction": 0.0,  # for "cosine"
+      "final_lr_fraction": 0.0,  # for "cosine" and "polynomial": the last rate / learning_rate
+      "power": 1.0,  # for "polynomial": (1 - t/T)**power after the warm-up (MLPerf: 2)
   })
   c.label_smoothing = 0.0
-  # Mixing training batches, off while both alphas are 0 (cnnjax.data.mixing): with chance
-  # `prob` a batch is mixed, by CutMix with chance `switch_prob` when both alphas are > 0, else
-  # by mixup; λ ~ Beta(alpha, alpha). Targets are mixed, then smoothed; train top-1 counts the
-  # dominant label. Evaluation is never mixed.
+  # mixup / CutMix (cnnjax.data.mixing), off while both alphas are 0: a batch is mixed with
+  # chance `prob`, by CutMix with chance `switch_prob` when both alphas are > 0; targets mixed,
+  # then smoothed; train top-1 counts the dominant label; evaluation is never mixed.
   c.mixup = ConfigDict({"alpha": 0.0, "prob": 1.0, "switch_prob": 0.5})
   c.cutmix = ConfigDict({"alpha": 0.0})
-  # RandAugment on the host, as torchvision computes it (cnnjax.data.randaugment): num_ops
-  # operations per training image (0: off) at magnitude 0..30 (torchvision's bins: 3 times
-  # timm's scale, so timm's m9-mstd0.5 is 27 and 1.5); with magnitude_std > 0 each operation's
-  # magnitude is drawn from N(magnitude, std) and clipped to 0..30, as timm does.
+  # RandAugment as torchvision computes it (cnnjax.data.randaugment): num_ops per image (0: off)
+  # at magnitude 0..30 (3× timm's scale: timm's m9-mstd0.5 is 27 and 1.5), N(magnitude, std).
   c.randaugment = ConfigDict({"num_ops": 0, "magnitude": 9.0, "magnitude_std": 0.0})
+  # K micro-batches of batch_size / K per optimizer step (less activation memory); BatchNorm
+  # sees each micro-batch and updates its running statistics K times.
+  c.grad_accum_steps = 1
+  # A moving average of the weights and BatchNorm statistics in the train state (checkpointed),
+  # evaluated as eval_ema/*. decay 0: none; warmup: min(decay, (1 + step) / (10 + step)).
+  c.ema = ConfigDict({"decay": 0.0, "warmup": False})
 
   # Transfer learning: initialise from a training workdir, a checkpoints directory or converted
-  # weights (python -m cnnjax.transfer); init_skip lists regexes of leaves to keep
-  # fresh ('head' = every num_classes-dependent leaf). Loading is strict otherwise.
+  # weights (python -m cnnjax.transfer); init_skip: regexes of leaves kept fresh ('head' = every
+  # num_classes-dependent leaf). Loading is strict otherwise.
   c.init_from = none(str)
   c.init_skip = ()
+  c.init_from_ema = False  # init_from a workdir: take its checkpoint's moving averages (ema.*)
   c.finetune = ConfigDict({
       "mode": "full",  # full | linear_probe | freeze
       "freeze_until": none(str),  # for "freeze": last frozen layer (name prefix)
@@ -123,10 +132,9 @@ def defaults() -> ConfigDict:
   })
 
   c.log_every_steps = 50
-  # Train steps per compiled call (a loop on the device, one transfer of the stacked batches):
-  # short steps pay per-step host work otherwise (LeNet-5 on 2 cores: about a fifth). Signals,
-  # logging, evaluation and saving happen between calls, at the same steps whatever it is.
-  # Default: the platform's (cnnjax.platforms: 8 for small images on GPU and TPU, else 1).
+  # Train steps per compiled call (a loop on the device): short steps pay per-step host work
+  # otherwise. Logs, evals and saves fall on the same steps whatever it is. Default: the
+  # platform's (cnnjax.platforms: 8 for small images on GPU and TPU, else 1).
   c.steps_per_call = none(int)
   c.eval_every_epochs = 1.0  # 0: evaluate only at the end
   c.checkpoint_every_steps = 500
@@ -272,15 +280,15 @@ RANGES = (
     ("keep_checkpoints", POSITIVE, False),
     ("eval_every_epochs", NON_NEGATIVE, False),
     ("label_smoothing", FRACTION, False),
-    ("mixup.alpha", NON_NEGATIVE, False),
-    ("mixup.prob", CLOSED_FRACTION, False),
-    ("mixup.switch_prob", CLOSED_FRACTION, False),
-    ("cutmix.alpha", NON_NEGATIVE, False),
+    ("mixup.alpha", NON_NEGATIVE, False), ("mixup.prob", CLOSED_FRACTION, False),
+    ("mixup.switch_prob", CLOSED_FRACTION, False), ("cutmix.alpha", NON_NEGATIVE, False),
     ("randaugment.num_ops", COUNT, False),
     ("randaugment.magnitude", MAGNITUDE_BIN, False),
     ("randaugment.magnitude_std", NON_NEGATIVE, False),
+    ("grad_accum_steps", AT_LEAST_ONE, False), ("ema.decay", FRACTION, False),
     ("num_classes", AT_LEAST_ONE, True),
     ("model_options.dropout", FRACTION, True),
+    ("model_options.drop_path", FRACTION, True),
     ("model_options.negative_slope", NON_NEGATIVE, True),
     ("data.image_size", POSITIVE, True),
     ("data.crop", POSITIVE, True),
@@ -297,9 +305,11 @@ RANGES = (
     ("optimizer.eps", POSITIVE, False),
     ("optimizer.decay", FRACTION, False),
     ("optimizer.grad_clip_norm", POSITIVE, True),
+    ("optimizer.trust_coefficient", POSITIVE, False),
     ("schedule.warmup_epochs", NON_NEGATIVE, False),
     ("schedule.decay_factor", POSITIVE, False),
     ("schedule.final_lr_fraction", CLOSED_FRACTION, False),
+    ("schedule.power", POSITIVE, False),
 )
 
 

@@ -186,3 +186,22 @@ def test_tree_differences_name_each_leaf_against_the_configs_state():
       "opt_state/1/mu/w float32[2, 4] is not in the checkpoint",
       "params/w is float32[2, 3] in the checkpoint, float32[2, 4] in this config's state"]
   assert checkpoint.tree_differences(expected, expected) == []
+
+
+def test_latest_variables_with_ema_reads_the_averages_or_says_there_are_none(tmp_path):
+  mgr = checkpoint.manager(os.path.join(tmp_path, "checkpoints"), keep=10)
+  state = tiny_state(5, 5.0)
+  state["ema"] = {"params": tiny_state(0, 0.5)["params"],
+                  "batch_stats": tiny_state(0, 0.25)["batch_stats"]}
+  checkpoint.save(mgr, 5, state, {"position": 5}, {})
+  checkpoint.finish(mgr)
+  averages = checkpoint.latest_variables(str(tmp_path), ema=True)
+  assert sorted(averages) == ["batch_stats", "params"]
+  np.testing.assert_array_equal(averages["params"]["fc"]["bias"], [0.5] * 3)
+  np.testing.assert_array_equal(averages["batch_stats"]["bn"]["mean"], [0.25] * 3)
+  assert checkpoint.latest_variables(str(tmp_path))["params"]["fc"]["bias"][0] == 5.0
+  plain = tmp_path / "plain"
+  saved(plain, [10])
+  with pytest.raises(UserError, match=r"checkpoints/10 holds no moving averages of the weights "
+                                      r"\(its run had config.ema.decay=0\)\.$"):
+    checkpoint.latest_variables(str(plain), ema=True)

@@ -25,13 +25,14 @@ class TinyBN(nn.Module):
     return nn.Dense(10)(jnp.mean(x, axis=(1, 2)))
 
 
-def _one_step(devices, batch):
+def _one_step(devices, batch, **options):
   mesh = parallel.make_mesh(devices)
   model, tx = TinyBN(), optax.sgd(0.1, momentum=0.9)
   variables = models.init_variables(model, jax.random.key(0), (1, 8, 8, 1))
-  state = parallel.replicate(state_lib.create(variables, tx), mesh)
+  ema = bool(options.get("ema_decay"))
+  state = parallel.replicate(state_lib.create(variables, tx, ema=ema), mesh)
   fn = functools.partial(step_lib.train_step, model=model, tx=tx,
-                         input_fn=lambda x: x.astype(jnp.float32) / 255.0)
+                         input_fn=lambda x: x.astype(jnp.float32) / 255.0, **options)
   rep, data = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   fn = jax.jit(fn, in_shardings=(rep, data, rep), out_shardings=(rep, rep))
   global_batch = parallel.to_global(batch, mesh)
@@ -40,13 +41,16 @@ def _one_step(devices, batch):
   return jax.device_get(new_state), jax.device_get(sums)
 
 
-def test_eight_devices_match_one():
+@pytest.mark.parametrize("options", [{}, {"grad_accum_steps": 2, "ema_decay": 0.5}],
+                         ids=["plain", "accumulated+ema"])
+def test_eight_devices_match_one(options):
+  """With 2 micro-batches each device holds one row of each: still the one-device step."""
   assert jax.device_count() == 8, "conftest sets 8 virtual CPU devices"
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 256, (16, 8, 8, 1), dtype=np.uint8),
            "label": rng.integers(0, 10, 16).astype(np.int32)}
-  one_state, one_sums = _one_step(jax.devices()[:1], batch)
-  eight_state, eight_sums = _one_step(jax.devices(), batch)
+  one_state, one_sums = _one_step(jax.devices()[:1], batch, **options)
+  eight_state, eight_sums = _one_step(jax.devices(), batch, **options)
   for a, b in zip(jax.tree.leaves(one_state), jax.tree.leaves(eight_state)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # The running statistics moved, and moved identically (global-batch statistics).

@@ -39,6 +39,8 @@ flags.DEFINE_list("layers", None, "visualize: layers (sown names like stem,stage
                   "paths like conv1); default: every sown feature map.")
 flags.DEFINE_string("gradcam_layer", None, "visualize: feature map for Grad-CAM (default: the "
                     "last of --layers).")
+flags.DEFINE_bool("ema", False, "visualize: a training run's moving averages of the weights "
+                  "(a run with config.ema.decay > 0) instead of its weights.")
 flags.DEFINE_integer("seed", 0, "visualize: seed of the activation maximisation.")
 flags.DEFINE_integer("steps", 256, "visualize: gradient-ascent steps.", lower_bound=1)
 flags.DEFINE_integer("max_channels", 16, "visualize: channels shown per layer.", lower_bound=1)
@@ -83,7 +85,7 @@ def visualize() -> None:
   from cnnjax.inspect import loading, pictures
   if FLAGS.workdir is None:
     fail("--workdir is required: a training run or a pretrained-weights directory.")
-  item = loading.load(FLAGS.workdir, FLAGS.data_dir)
+  item = loading.load(FLAGS.workdir, FLAGS.data_dir, ema=FLAGS.ema)
   if FLAGS.dataset is not None:
     item = dataclasses.replace(item, dataset=sources.load(FLAGS.dataset, FLAGS.split,
                                                           FLAGS.data_dir))

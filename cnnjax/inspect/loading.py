@@ -72,8 +72,10 @@ def is_training_run(directory: str) -> bool:
   return all(os.path.exists(os.path.join(directory, f)) for f in ("config.json", "checkpoints"))
 
 
-def load_training_run(directory: str, data_dir: str | None = None) -> Inspectable:
-  """The newest checkpoint of a ``launch.py`` run, rebuilt from its ``config.json``."""
+def load_training_run(directory: str, data_dir: str | None = None, *,
+                      ema: bool = False) -> Inspectable:
+  """The newest checkpoint of a ``launch.py`` run, rebuilt from its ``config.json``; with
+  ``ema``, its moving averages of the weights."""
   config = run_config(directory)
   if data_dir is not None:
     config.data.data_dir = data_dir
@@ -84,6 +86,11 @@ def load_training_run(directory: str, data_dir: str | None = None) -> Inspectabl
   if restored is None:
     raise UserError(f"no checkpoint in {mgr.directory}; train first.")
   step, state = restored.step, restored.state
+  if ema:
+    if not state.ema:
+      raise UserError(f"--ema: the run in {directory} keeps no moving averages of the weights "
+                      "(config.ema.decay=0).")
+    state = state.with_ema_weights()
   size, channels = run.input_shape[1], run.input_shape[3]
   display = functools.partial(transforms.to_model_input, size=size, channels=channels,
                               mean=(0.0,), std=(1.0,))
@@ -91,16 +98,20 @@ def load_training_run(directory: str, data_dir: str | None = None) -> Inspectabl
                      variables=jax.device_get(state.variables()),
                      input_shape=tuple(run.input_shape[1:]), preprocess=run.input_fn,
                      display=display, dataset=run.eval_data,
-                     origin=f"{run.name}, step {step}")
+                     origin=f"{run.name}, step {step}{', EMA weights' if ema else ''}")
 
 
 def is_pretrained(directory: str) -> bool:
   return os.path.isfile(os.path.join(directory, pretrained.INFO))
 
 
-def load_weights_dir(directory: str, data_dir: str | None = None) -> Inspectable:
+def load_weights_dir(directory: str, data_dir: str | None = None, *,
+                     ema: bool = False) -> Inspectable:
   """A converted-weights directory: weights plus the preprocessing they expect."""
   del data_dir  # no dataset of its own
+  if ema:
+    raise UserError(f"--ema: {directory} holds converted weights, which have no moving "
+                    "averages; --ema is for training runs.")
   info = pretrained.read_info(directory)
   model, variables, prep = pretrained.load_pretrained(directory)
   channels = len(prep.mean)
@@ -117,13 +128,14 @@ LOADERS: dict[str, tuple[Callable[[str], bool], Callable[..., Inspectable]]] = {
 }
 
 
-def load(directory: str, data_dir: str | None = None) -> Inspectable:
-  """The ``Inspectable`` in ``directory``, from the first loader that recognises it."""
+def load(directory: str, data_dir: str | None = None, *, ema: bool = False) -> Inspectable:
+  """The ``Inspectable`` in ``directory``, from the first loader that recognises it (``ema``:
+  a training run's moving averages of the weights)."""
   if not os.path.isdir(directory):
     raise UserError(f"--workdir {directory!r} is not a directory.")
   for recognises, loader in LOADERS.values():
     if recognises(directory):
-      return loader(directory, data_dir)
+      return loader(directory, data_dir, ema=ema)
   raise UserError(f"{directory!r} is neither of: {'; '.join(LOADERS)}.")
 
 

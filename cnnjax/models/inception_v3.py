@@ -38,6 +38,11 @@ Sown features: ``stem`` (after the second max pool, 192 channels), ``stage1``–
 of Mixed_5d, Mixed_6e, Mixed_7c), ``pre_logits`` (the pooled 2,048 features) and, in train mode,
 ``aux_logits``.
 Smallest input: 75×75 (Mixed_7a then sees 3×3 maps), as in torchvision; smaller inputs raise.
+No ``drop_path``: stochastic depth (Huang et al. 2016) drops a residual branch and keeps the
+shortcut, and Inception v3 has no shortcut anywhere — each module's concatenated branches are
+the only path, so dropping a module (or one of its branches) per example would cut the signal
+or change the channel layout rather than skip a block; timm's Inception v3 takes no drop-path
+rate either. Its regularisers are the paper's: dropout before the fc and label smoothing.
 """
 
 from __future__ import annotations

@@ -192,3 +192,28 @@ class BasicConv2d(nn.Module):
     if self.use_bn:
       x = batch_norm(train, self.dtype, "bn", epsilon=self.bn_eps)(x)
     return activation(self.activation, self.negative_slope)(x)
+
+
+def drop_path_rates(drop_path: float, num_blocks: int) -> tuple[float, ...]:
+  """Stochastic depth's linear rule (Huang et al. 2016, Eq. 4): block l of L (1-based) is
+  dropped with probability ``l/L · drop_path``, so its survival probability falls linearly
+  from ``1 − drop_path/L`` to ``1 − drop_path`` at the last block."""
+  return tuple(drop_path * l / num_blocks for l in range(1, num_blocks + 1))
+
+
+class DropPath(nn.Module):
+  """Stochastic depth on a residual branch: in training each example's branch is zeroed with
+  probability ``rate`` and otherwise scaled by ``1 / (1 − rate)``, so its expectation is the
+  branch; the identity at evaluation. Draws from the ``dropout`` stream (the train step's
+  ``fold_in(key, step)``, folded with the module's path by flax). No parameters."""
+
+  rate: float
+
+  @nn.compact
+  def __call__(self, y: Array, train: bool) -> Array:
+    if not train or self.rate == 0.0:
+      return y
+    keep = 1.0 - self.rate
+    shape = (y.shape[0],) + (1,) * (y.ndim - 1)  # one draw per example
+    kept = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
+    return jnp.where(kept, y / jnp.asarray(keep, y.dtype), jnp.zeros((), y.dtype))

@@ -34,6 +34,12 @@ Deviations, from the paper and from torchvision:
     reimplementations split the padding on both sides — an equivalent relabelling of channels).
   * ``activation`` and ``pool`` (the stem's max pool; ``avg`` counts the padding, like PyTorch's
     default) are the course's options; ReLU and max pooling are the paper's.
+  * ``drop_path`` (not in the paper; default 0): stochastic depth, Huang et al. 2016, "Deep
+    Networks with Stochastic Depth", ECCV, §3 and Eq. 4 — in training each block's residual
+    branch (after its last BatchNorm, before the sum) is dropped per example, block l of L with
+    probability l/L · drop_path, and the kept ones scaled by 1/(1 − that); the identity at
+    evaluation (``layers.DropPath``). Huang et al. scale at test time instead: the same
+    expectation. No parameters, so the counts above hold.
 
 Intermediates: ``stem`` after the stem (after the max pool for the ImageNet networks),
 ``stageN`` after each stage, ``pre_logits`` after global pooling. Any input of at least 1×1
@@ -87,6 +93,7 @@ class _Block(nn.Module):
   zero_init_residual: bool = False
   original: bool = False   # bottleneck: stride in the first 1×1 conv (v1) instead of the 3×3
   residual: bool = True    # False: the plain block of Fig. 6 (no shortcut at all)
+  drop_rate: float = 0.0   # stochastic depth: the probability of dropping the residual branch
   dtype: Any = jnp.float32
 
   expansion = 1
@@ -102,6 +109,11 @@ class _Block(nn.Module):
     x = _conv(out, 1, self.strides, self.dtype, "downsample_0")(x)
     return _bn(train, self.dtype, "downsample_1")(x)
 
+  def _drop(self, y, train: bool):
+    if not self.drop_rate:
+      return y
+    return layers.DropPath(self.drop_rate, name="drop_path")(y, train)
+
 
 class BasicBlock(_Block):
   """Fig. 2 / Fig. 5 left: two 3×3 convs, each with BatchNorm; activation after the sum."""
@@ -112,7 +124,7 @@ class BasicBlock(_Block):
     y = self.act(_bn(train, self.dtype, "bn1")(y))
     y = _conv(self.features, 3, 1, self.dtype, "conv2")(y)
     y = _bn(train, self.dtype, "bn2", zero=self.zero_init_residual)(y)
-    return self.act(y + self._shortcut(x, train))
+    return self.act(self._drop(y, train) + self._shortcut(x, train))
 
 
 class Bottleneck(_Block):
@@ -129,7 +141,7 @@ class Bottleneck(_Block):
     y = self.act(_bn(train, self.dtype, "bn2")(y))
     y = _conv(self.features * 4, 1, 1, self.dtype, "conv3")(y)
     y = _bn(train, self.dtype, "bn3", zero=self.zero_init_residual)(y)
-    return self.act(y + self._shortcut(x, train))
+    return self.act(self._drop(y, train) + self._shortcut(x, train))
 
 
 BLOCKS: dict[str, type[_Block]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -144,12 +156,17 @@ def _stages(model: nn.Module, x, train: bool, act: Callable, **block_opts):
     raise unknown("residual block", model.block, BLOCKS)
   if len(model.depths) != len(model.widths):
     raise UserError(f"depths {model.depths} and widths {model.widths} differ in length.")
+  if model.drop_path and not block_opts.get("residual", True):
+    raise UserError(f"drop_path={model.drop_path} needs residual blocks: a plain network "
+                    "(residual=False) has no shortcut to keep when a block is dropped.")
   block = BLOCKS[model.block]
+  rates = iter(layers.drop_path_rates(model.drop_path, sum(model.depths)))
   for i, (depth, width) in enumerate(zip(model.depths, model.widths), start=1):
     for j in range(depth):
       strides = 2 if i > 1 and j == 0 else 1
       x = block(width, strides, act, zero_init_residual=model.zero_init_residual,
-                dtype=model.dtype, name=f"layer{i}_{j}", **block_opts)(x, train)
+                drop_rate=next(rates), dtype=model.dtype, name=f"layer{i}_{j}",
+                **block_opts)(x, train)
     model.sow("intermediates", f"stage{i}", x)
   return x
 
@@ -170,6 +187,7 @@ class ResNet(layers.Options):
   original: bool = False
   zero_init_residual: bool = False
   pool: str = "max"
+  drop_path: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -192,6 +210,7 @@ class CifarResNet(layers.Options):
   shortcut: str = "A"
   residual: bool = True
   zero_init_residual: bool = False
+  drop_path: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -94,7 +94,8 @@ def init_calls(run: Run):
     rep, tx, model, shape = parallel.replicated(run.mesh), run.tx, run.model, run.input_shape
     fresh = functools.partial(models.init_variables, model, input_shape=shape)
     return (jax.jit(fresh, out_shardings=rep),
-            jax.jit(lambda v: state_lib.create(v, tx), out_shardings=rep))
+            jax.jit(lambda v: state_lib.create(v, tx, ema=bool(run.ema_decay)),
+                    out_shardings=rep))
   return _cached(run, "init", build)
 
 
@@ -119,7 +120,9 @@ def _compile_steps(run: Run):
   step = functools.partial(_checked_train_step, model=run.model, optimizer=run.optimizer,
                            input_fn=run.input_fn, label_smoothing=run.label_smoothing,
                            aux_loss_weight=run.spec.aux_loss_weight, train_mode=run.train_mode,
-                           frozen=run.frozen, augment=run.data.augment)
+                           frozen=run.frozen, augment=run.data.augment,
+                           grad_accum_steps=run.grad_accum_steps, ema_decay=run.ema_decay,
+                           ema_warmup=run.ema_warmup)
   evaluate = functools.partial(step_lib.eval_step, model=run.model, input_fn=run.input_fn)
   train = jax.jit(functools.partial(_train_steps, step=step),
                   in_shardings=(rep, parallel.batch_sharding(run.mesh, 1), rep, rep, rep, rep,

@@ -63,7 +63,8 @@ def _train(run: Run, workdir: str, mgr, request: stopping.StopRequest,
   """Restores or initialises the state and the data position, then loops."""
   restored = resume.restore(workdir, run.config, mgr, abstract_state(run), quiet=quiet)
   if restored is None:
-    state = init_state(run, load_init_from(run.init_from) if run.init_from else None)
+    state = init_state(run, load_init_from(run.init_from, run.init_from_ema)
+                       if run.init_from else None)
   else:
     state = restored.state
   _write_config(run, workdir)
@@ -191,7 +192,8 @@ def abstract_state(run: Run) -> state_lib.TrainState:
   """The run's TrainState as shapes, replicated on the mesh: a restore target that runs nothing
   (from the variables' shapes the run was resolved with)."""
   rep = parallel.replicated(run.mesh)
-  shapes = jax.eval_shape(lambda v: state_lib.create(v, run.tx), run.variables)
+  shapes = jax.eval_shape(lambda v: state_lib.create(v, run.tx, ema=bool(run.ema_decay)),
+                          run.variables)
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), shapes)
 
 
@@ -207,14 +209,18 @@ def init_state(run: Run, loaded: dict | None = None) -> state_lib.TrainState:
   return create(variables)
 
 
-def load_init_from(path: str) -> dict:
+def load_init_from(path: str, ema: bool = False) -> dict:
   """Variables to start from: converted weights (``python -m cnnjax.transfer``),
-  or a training workdir or checkpoints dir (its newest step)."""
+  or a training workdir or checkpoints dir (its newest step; with ``ema``, its moving
+  averages)."""
   if not os.path.isdir(path):
     raise UserError(f"config.init_from={path!r} is not a directory.")
   if os.path.isfile(os.path.join(path, pretrained.INFO)):
+    if ema:
+      raise UserError(f"config.init_from_ema is set but config.init_from={path!r} holds "
+                      "converted weights, which have no moving averages.")
     return pretrained.read(path)[1]
-  variables = checkpoint.latest_variables(path)
+  variables = checkpoint.latest_variables(path, ema=ema)
   if not variables:
     raise UserError(f"config.init_from={path!r} holds no checkpoint.")
   return variables
@@ -243,11 +249,19 @@ def eval_batches(run: Run) -> Iterator[dict[str, jax.Array]]:
 
 
 def run_eval(run: Run, eval_fn, state) -> dict[str, float]:
-  """Metrics over every evaluation example exactly once."""
+  """Metrics over every evaluation example exactly once (``eval/*``), and those of the moving
+  averages of the weights (``eval_ema/*``) when the state keeps them."""
+  result = _eval_sums(run, eval_fn, state, "eval")
+  if state.ema:
+    result.update(_eval_sums(run, eval_fn, state.with_ema_weights(), "eval_ema"))
+  return result
+
+
+def _eval_sums(run: Run, eval_fn, state, prefix: str) -> dict[str, float]:
   sums = None
   for batch in eval_batches(run):
     sums = metrics.add(sums, eval_fn(state, batch))
-  return metrics.finalize(jax.device_get(sums), "eval")
+  return metrics.finalize(jax.device_get(sums), prefix)
 
 
 def _write_config(run: Run, workdir: str) -> None:
@@ -270,7 +284,7 @@ def state_to_evaluate(run: Run, workdir: str,
   if restored is not None:
     return restored.step, restored.state, f"the checkpoint of step {restored.step}"
   if run.init_from:
-    return (0, init_state(run, load_init_from(run.init_from)),
+    return (0, init_state(run, load_init_from(run.init_from, run.init_from_ema)),
             f"the weights of config.init_from={run.init_from!r}")
   raise UserError(f"no checkpoint in {mgr.directory} to evaluate (and no config.init_from); "
                   "train first.")

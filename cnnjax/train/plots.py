@@ -18,7 +18,7 @@ def curves(metrics_path: str, out_path: str, title: str = "") -> None:
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, 2)
   for ax, metric in zip(axes, ("loss", "top1")):
-    for split, style in (("train", "-"), ("eval", "o-")):
+    for split, style in (("train", "-"), ("eval", "o-"), ("eval_ema", "s--")):
       key = f"{split}/{metric}"
       pts = [(r["step"], r[key]) for r in rows if key in r]
       if pts:

@@ -61,6 +61,10 @@ class Run:
   init_from: str | None
   init_skip: tuple[str, ...]
   keep_checkpoints: int
+  grad_accum_steps: int  # micro-batches per step
+  ema_decay: float  # 0: no moving average of the weights
+  ema_warmup: bool
+  init_from_ema: bool  # init_from takes a checkpoint's moving averages
 
 
 def _as_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -131,6 +135,7 @@ def resolve(config: ml_collections.ConfigDict,
   check(config)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)
+  _check_grad_accum(config.batch_size, config.grad_accum_steps, mesh.devices.size)
   pre = _pretrained_preprocessing(config)
   data = splits.DataSettings.from_config(config)
   train_data, eval_data = _open_splits(data, pre)
@@ -164,7 +169,17 @@ def resolve(config: ml_collections.ConfigDict,
              program_key=program_key(as_json, mesh), label_smoothing=config.label_smoothing,
              train_mode=ft.mode != "linear_probe", input_fn=input_fn, input_shape=shape,
              variables=variables, heads=heads, frozen=frozen, init_from=config.init_from,
-             init_skip=tuple(config.init_skip), keep_checkpoints=config.keep_checkpoints)
+             init_skip=tuple(config.init_skip), keep_checkpoints=config.keep_checkpoints,
+             grad_accum_steps=config.grad_accum_steps, ema_decay=config.ema.decay,
+             ema_warmup=config.ema.warmup, init_from_ema=config.init_from_ema)
+
+
+def _check_grad_accum(batch_size: int, k: int, devices: int) -> None:
+  """Each of the ``k`` micro-batches must split evenly over the devices."""
+  if k > 1 and batch_size % (k * devices):
+    raise UserError(f"config.batch_size={batch_size} must be divisible by "
+                    f"config.grad_accum_steps × devices = {k} × {devices} = {k * devices}, so "
+                    "that every micro-batch splits evenly over the devices.")
 
 
 def platform_defaults(config: ml_collections.ConfigDict, platform: str,
@@ -214,13 +229,15 @@ def _optimizer(config, steps: config_lib.Steps, params, frozen: frozenset[str],
   value = {k: hyper.get(k, config_lib.get_key(config, key)) for k, key in HYPER_KEYS.items()}
   schedule = optim.schedule(s.name, base_lr=value["learning_rate"], total_steps=steps.total_steps,
                             warmup_steps=steps.warmup_steps, decay_steps=steps.decay_steps,
-                            decay_factor=s.decay_factor, final_lr_fraction=s.final_lr_fraction)
+                            decay_factor=s.decay_factor, final_lr_fraction=s.final_lr_fraction,
+                            power=s.power)
 
   def make(multiplier: float) -> optax.GradientTransformation:
     lr = schedule if multiplier == 1.0 else (lambda step: multiplier * schedule(step))
     return optim.optimizer(o.name, lr, momentum=value["momentum"],
                            weight_decay=value["weight_decay"],
-                           decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps, decay=o.decay)
+                           decay_all=o.decay_all, b1=o.b1, b2=o.b2, eps=o.eps, decay=o.decay,
+                           trust_coefficient=o.trust_coefficient)
 
   multipliers = finetune.parse_multipliers(config.finetune.lr_multipliers)
   tx = make(1.0) if not frozen and not multipliers else finetune.partitioned(

@@ -37,6 +37,7 @@ STATE_KEYS = {
                "data.crop", "init_from"),
     "batch_stats": ("model", "model_options", "num_classes", "data.image_size", "data.crop"),
     "opt_state": ("optimizer", "finetune", "model", "model_options", "num_classes"),
+    "ema": ("ema", "model", "model_options", "num_classes", "data.image_size", "data.crop"),
     "step": (),
 }
 

@@ -5,9 +5,12 @@ import glob
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from cnnjax import config as config_lib, models
+from cnnjax.train import resolve
 from tests.test_launch import ROOT, launch
 
 ZOO = {
@@ -70,3 +73,25 @@ def test_every_architecture_trains_on_the_embedded_data(tmp_path, data_dir, path
   losses = [r["train/loss"] for r in rows if "train/loss" in r]
   assert len(losses) == 8
   assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+
+
+def test_the_mlperf_recipe_resolves_to_its_schedule_and_optimizer(data_dir):
+  """The ImageNet recipe's numbers (no data opened), and its smoke form resolved for real."""
+  spec = os.path.join(ROOT, "experiments", "resnet_imagenet.py")
+  c = config_lib.load(f"{spec}:mlperf")
+  resolve.check(c)
+  assert (c.model, c.batch_size, c.optimizer.name, c.label_smoothing) == (
+      "resnet50", 3200, "lars", 0.1)
+  steps = config_lib.Steps.from_config(c, 1_281_167)  # ImageNet-1k's training images
+  assert (steps.warmup_steps, steps.total_steps) == (801, 14_814)
+  abstract = {"conv": {"kernel": jax.ShapeDtypeStruct((3, 3, 3, 8), "float32")}}
+  schedule, _ = resolve._optimizer(c, steps, abstract, frozenset())  # pylint: disable=protected-access
+  assert float(schedule(801)) == pytest.approx(11.0)
+  assert float(schedule(14_814)) == pytest.approx(1e-4, rel=1e-3)
+  middle = (801 + 14_814) // 2  # half-way through the decay: (1 − 1/2)² of the range
+  assert float(schedule(middle)) == pytest.approx(1e-4 + (11.0 - 1e-4) * (
+      1 - (middle - 801) / (14_814 - 801))**2, rel=1e-4)
+  smoke = config_lib.load(f"{spec}:mlperf,smoke")
+  smoke.data.data_dir = data_dir
+  run = resolve.resolve(smoke, devices=jax.devices()[:1])
+  assert run.name == "resnet50" and run.model.dtype == jnp.bfloat16

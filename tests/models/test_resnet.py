@@ -12,9 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from cnnjax.errors import UserError
-from cnnjax.models import registry, resnet
+from cnnjax.models import layers, registry, resnet
 from cnnjax.transfer import tv_resnet
 
 # He et al. 2016, Table 1 / torchvision; §4.2 with option A; option B adds two projections.
@@ -257,3 +258,64 @@ def test_weights_table_matches_torchvision(name):
     assert tuple(transform.std) == ours.preprocessing.std
     assert transform.interpolation.value == ours.preprocessing.interpolation
   assert tv_resnet.PREPROCESSING[name] == tv_resnet.WEIGHTS[name][0].preprocessing
+
+
+# ---- stochastic depth (drop_path) ----
+
+def test_drop_path_rates_fall_linearly_to_the_last_block():
+  """Huang et al. 2016, Eq. 4: survival 1 − l/L · (1 − p_L), here p_L = 1 − 0.5."""
+  rates = layers.drop_path_rates(0.5, 9)
+  assert [1 - r for r in rates] == pytest.approx([1 - 0.5 * l / 9 for l in range(1, 10)])
+  assert rates[-1] == 0.5 and rates[0] == pytest.approx(0.5 / 9)
+
+
+@pytest.mark.parametrize("name, blocks", [("resnet20", 9), ("resnet18", 8)])
+def test_each_block_gets_its_rate_and_the_count_is_unchanged(name, blocks):
+  seen = []
+
+  def record(next_fun, args, kwargs, context):
+    if isinstance(context.module, layers.DropPath) and context.method_name == "__call__":
+      seen.append((context.module.scope.path[-2], context.module.rate))
+    return next_fun(*args, **kwargs)
+
+  model = registry.create(name, drop_path=0.2)
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda: model.init(_key(), _input(1, batch=1), train=True))
+  assert [r for _, r in seen] == pytest.approx([0.2 * l / blocks for l in range(1, blocks + 1)])
+  assert seen[0][0] == "layer1_0" and len({b for b, _ in seen}) == blocks
+  assert _count(model) == COUNTS[name]
+
+
+def test_drop_path_is_the_identity_at_eval_and_random_in_training():
+  small = dict(depths=(1, 1, 1), widths=(4, 8, 8))  # a small CIFAR ResNet: a quick compile
+  x = _input(8, batch=8)
+  plain = resnet.CifarResNet(**small)
+  dropped = resnet.CifarResNet(**small, drop_path=0.5)
+  variables = _fake_variables(plain, x)
+  evaluate = jax.jit(lambda v: (dropped.apply(v, x), plain.apply(v, x)))
+  np.testing.assert_array_equal(*evaluate.lower(variables).compile(FAST_COMPILE)(variables))
+
+  def train(seed):
+    run = lambda m: m.apply(variables, x, train=True, mutable=["batch_stats"],
+                            rngs={"dropout": jax.random.key(seed)})[0]
+    return run(dropped), run(plain)
+
+  train = jax.jit(train).lower(np.int32(0)).compile(FAST_COMPILE)
+  (a, plain_a), (b, _), (again, _) = train(np.int32(0)), train(np.int32(1)), train(np.int32(0))
+  assert not np.allclose(a, plain_a) and not np.allclose(a, b)
+  np.testing.assert_array_equal(a, again)  # a function of the key
+
+
+def test_drop_path_masks_whole_examples_and_scales_the_kept():
+  y = jnp.ones((4000, 3, 3, 2))
+  out = np.asarray(layers.DropPath(0.25).apply({}, y, True, rngs={"dropout": _key()}))
+  per_example = out.reshape(len(out), -1)
+  assert set(np.unique(per_example)) <= {0.0, np.float32(1 / 0.75)}
+  assert (per_example == per_example[:, :1]).all()  # one draw per example
+  assert abs((per_example[:, 0] == 0).mean() - 0.25) < 0.03  # 3σ ≈ 0.02 over 4,000 examples
+  np.testing.assert_array_equal(layers.DropPath(0.25).apply({}, y, False), y)
+
+
+def test_drop_path_needs_residual_blocks():
+  with pytest.raises(UserError, match="drop_path=0.1 needs residual blocks"):
+    registry.create("resnet20", residual=False, drop_path=0.1).init(_key(), _input(1, batch=1))

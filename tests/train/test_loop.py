@@ -10,7 +10,9 @@ import pytest
 
 from cnnjax import checkpoint, config as config_lib, cpu
 from cnnjax.errors import UserError
+from cnnjax.inspect import loading
 from cnnjax.train import loop, predict
+from tests.train.test_loop_faults import read_state, rows
 
 pytestmark = pytest.mark.e2e  # whole training runs, in-process
 
@@ -127,3 +129,45 @@ def test_mixup_cutmix_and_randaugment_resume_bit_identical(tmp_path, data_dir):
   resumed = checkpoint_params(ckpts)
   for key in straight:
     np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
+
+
+def recipe_config(data_dir, **overrides):
+  """ResNet-20 on 8×8 digits with every optimisation part on: EMA with warm-up, drop path,
+  2 micro-batches, LARS with the polynomial schedule."""
+  return tiny_config(data_dir, **{
+      "model": "resnet20", "model_options.drop_path": 0.2, "data.image_size": 8,
+      "data.eval_split": "test[:96]", "batch_size": 16, "grad_accum_steps": 2,
+      "ema.decay": 0.9, "ema.warmup": True, "optimizer.name": "lars",
+      "optimizer.learning_rate": 2.0, "optimizer.weight_decay": 5e-5,
+      "schedule.name": "polynomial", "schedule.power": 2.0, "schedule.warmup_epochs": 0.004,
+      "num_steps": 8, "log_every_steps": 2, "checkpoint_every_steps": 4,
+      "steps_per_call": 2, **overrides})
+
+
+def test_resume_with_every_optimisation_part_on_is_bit_identical(tmp_path, data_dir):
+  """A kill -9 after the first checkpoint leaves checkpoint 4 and the logs up to step 8 (or
+  fewer) on disk: resuming from there ends exactly as the uninterrupted run."""
+  devices = jax.devices()[:1]
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  with jax.default_prng_impl("rbg"):  # threefry's init of a ResNet compiles for half a minute
+    final = loop.train(recipe_config(data_dir), straight, devices=devices)
+    assert {"eval/top1", "eval_ema/top1", "eval_ema/loss"} <= set(final)
+    assert final["eval_ema/loss"] != final["eval/loss"]
+    shutil.copytree(straight, killed)
+    shutil.rmtree(os.path.join(killed, "checkpoints", "8"))
+    again = loop.train(recipe_config(data_dir), killed, devices=devices)
+  assert again == final
+  assert rows(killed) == rows(straight)
+  assert any("eval_ema/top1" in r for r in rows(straight))
+  a, b = (read_state(w, 8) for w in (straight, killed))
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert sorted(a) == ["batch_stats", "ema", "opt_state", "params", "step"]
+
+  # init_from_ema and inspect --ema read the averages, not the weights
+  ema = loop.load_init_from(straight, ema=True)
+  jax.tree.map(np.testing.assert_array_equal, ema, a["ema"])
+  assert not np.array_equal(ema["params"]["fc"]["kernel"], a["params"]["fc"]["kernel"])
+  seen = loading.load(straight, ema=True)
+  jax.tree.map(np.testing.assert_array_equal, seen.variables, a["ema"])
+  assert seen.origin.endswith("EMA weights")
+

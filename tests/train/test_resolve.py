@@ -47,6 +47,9 @@ def test_config_only_errors_need_no_data(values, message):
     ({"model": "alexnet", "data.image_size": 32},
      r"^config.data.image_size=32 is below alexnet's minimum input size \d+\.$"),
     ({"batch_size": 12}, r"batch_size"),  # not a multiple of the 8 devices
+    ({"batch_size": 24, "grad_accum_steps": 2},
+     r"^config.batch_size=24 must be divisible by config.grad_accum_steps × devices = 2 × 8 = "
+     r"16, so that every micro-batch splits evenly over the devices\.$"),
 ])
 def test_errors_that_need_the_data(data_dir, values, message):
   devices = jax.devices() if "batch_size" in values else jax.devices()[:1]
@@ -101,3 +104,11 @@ def test_the_next_run_of_a_process_reuses_the_opened_splits(data_dir):
          for s in (0, 1)]
   assert few[0].train_data is not few[1].train_data
   assert len(few[0].train_data) == 50
+
+
+def test_the_optimisation_keys_reach_the_run(data_dir):
+  c = lenet(data_dir, **{"grad_accum_steps": 4, "ema.decay": 0.99, "ema.warmup": True,
+                         "optimizer.name": "lars", "schedule.name": "polynomial"})
+  run = resolve.resolve(c, devices=jax.devices()[:1])
+  assert (run.grad_accum_steps, run.ema_decay, run.ema_warmup) == (4, 0.99, True)
+  assert run.init_from_ema is False
