@@ -148,12 +148,10 @@ def test_two_processes_feed_the_same_global_batches_to_the_same_devices(tmp_path
                                   err_msg=f)
 
 
-@pytest.mark.jax_lines
 def test_two_processes_train_like_one_within_the_all_reduce_bound(runs):
   assert_close_runs(runs["one"], runs["two"])
 
 
-@pytest.mark.jax_lines
 def test_kill_9_of_both_processes_then_rerun_ends_bit_identical(runs):
   assert metrics(runs["killed"]) == metrics(runs["two"])
   a, b = params(runs["two"]), params(runs["killed"])
@@ -161,7 +159,6 @@ def test_kill_9_of_both_processes_then_rerun_ends_bit_identical(runs):
     np.testing.assert_array_equal(b[k], a[k], err_msg=str(k))
 
 
-@pytest.mark.jax_lines
 def test_a_two_process_checkpoint_resumes_on_one_process(runs):
   assert_close_runs(runs["two"], runs["mixed"])
 
