@@ -13,6 +13,10 @@ NAME (the base config is the first variant, the baseline):
                   (He et al. 2016, Fig. 6; needs ``python -m cnnjax.data cifar10``)
   head            VGG-11 (BN) with its fully connected head vs global average pooling, cifar10
                   (the course's VGG table: the FC layers hold most of VGG's parameters)
+  recipe          ResNet-20 on cifar10 by He et al.'s recipe, then each part of the modern
+                  recipe (experiments/resnet_cifar.py:modern) switched on alone, then all of
+                  them; ``ema`` trains as the baseline does: compare its eval_ema/top1
+                  (summary.csv) with the baseline's eval/top1
 
 Full forms train as the single-run experiments do (LeNet-5: experiments/lenet_mnist.py, 30
 epochs; ResNets: experiments/resnet_cifar.py); 5 seeds. ``smoke`` is a short version of the same
@@ -24,7 +28,7 @@ machinery, not a result (its timings: docs/performance.md).
 from cnnjax.sweep import Sweep, product, variants
 from experiments import base, lenet_mnist, resnet_cifar, zoo
 
-NAMES = ("activation", "pooling", "dropout", "batchnorm", "depth_residual", "head")
+NAMES = ("activation", "pooling", "dropout", "batchnorm", "depth_residual", "head", "recipe")
 SEEDS, SMOKE_SEEDS = (0, 1, 2, 3, 4), (0, 1)
 RESNET_DEPTHS = (20, 32, 44, 56)
 
@@ -82,9 +86,17 @@ def _vgg(smoke):
   return c
 
 
+def _recipe(smoke):
+  c = _resnet(smoke)
+  if smoke:  # 16×16 digits; the step schedule kept, so that "cosine" changes something
+    c.data.image_size = 16
+    c.schedule.update(name="step", decay_epochs=(1.0, 1.5))
+  return c
+
+
 def get_config(arg=None):
   name, smoke = _parse(arg)
-  build = {"depth_residual": _resnet, "head": _vgg}.get(name, _lenet)
+  build = {"depth_residual": _resnet, "head": _vgg, "recipe": _recipe}.get(name, _lenet)
   return build(smoke)
 
 
@@ -102,4 +114,10 @@ def get_sweep(arg=None):
     depths = RESNET_DEPTHS[:1] if smoke else RESNET_DEPTHS
     axes = variants({f"{kind}{d}": {"model": f"resnet{d}", "model_options.residual": kind == "resnet"}
                      for d in depths for kind in ("resnet", "plain")})
+  if name == "recipe":
+    parts = dict(resnet_cifar.MODERN)
+    if smoke:  # 5 warm-up epochs would outlast the 2 of the smoke runs
+      parts["cosine"] = {**parts["cosine"], "schedule.warmup_epochs": 0.25}
+    every = {k: v for part in parts.values() for k, v in part.items()}
+    axes = variants({"he2016": {}, **parts, "all": every})
   return Sweep(axes, seeds=seeds, metric="eval/top1")

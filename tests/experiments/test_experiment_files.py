@@ -11,6 +11,7 @@ import pytest
 
 from cnnjax import config as config_lib, models
 from cnnjax.train import resolve
+from experiments import resnet_cifar
 from tests.test_launch import ROOT, launch
 
 ZOO = {
@@ -22,7 +23,8 @@ ZOO = {
     "inception_v3_imagenet.py": ["inception_v3"],
     "resnet_imagenet.py": ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                            "resnet50,original"],
-    "resnet_cifar.py": ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"],
+    "resnet_cifar.py": ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+                        "resnet20,modern"],
     "lenet_mnist.py": [None, "original"],
 }
 
@@ -85,7 +87,8 @@ def test_the_mlperf_recipe_resolves_to_its_schedule_and_optimizer(data_dir):
   steps = config_lib.Steps.from_config(c, 1_281_167)  # ImageNet-1k's training images
   assert (steps.warmup_steps, steps.total_steps) == (801, 14_814)
   abstract = {"conv": {"kernel": jax.ShapeDtypeStruct((3, 3, 3, 8), "float32")}}
-  schedule, _ = resolve._optimizer(c, steps, abstract, frozenset())  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  schedule, _ = resolve._optimizer(c, steps, abstract, frozenset(), {})  # {}: the config's values
   assert float(schedule(801)) == pytest.approx(11.0)
   assert float(schedule(14_814)) == pytest.approx(1e-4, rel=1e-3)
   middle = (801 + 14_814) // 2  # half-way through the decay: (1 − 1/2)² of the range
@@ -95,3 +98,20 @@ def test_the_mlperf_recipe_resolves_to_its_schedule_and_optimizer(data_dir):
   smoke.data.data_dir = data_dir
   run = resolve.resolve(smoke, devices=jax.devices()[:1])
   assert run.name == "resnet50" and run.model.dtype == jnp.bfloat16
+
+
+def test_the_modern_cifar_recipe_is_he_et_al_plus_its_parts():
+  """``:modern`` changes exactly the keys of resnet_cifar.MODERN from He et al.'s config, and its
+  smoke form keeps the parts (RandAugment, mixing, EMA, drop path train on the embedded data)."""
+  spec = os.path.join(ROOT, "experiments", "resnet_cifar.py")
+  he, modern = (config_lib.load(f"{spec}:{a}") for a in ("resnet20", "resnet20,modern"))
+  changed = {k: config_lib.get_key(modern, k) for k in config_lib.leaf_keys(modern)
+             if config_lib.get_key(modern, k) != config_lib.get_key(he, k)}
+  want = {k: v for part in resnet_cifar.MODERN.values() for k, v in part.items()}
+  assert changed == want
+  assert (modern.schedule.name, modern.cutmix.alpha, modern.ema.decay) == ("cosine", 1.0, 0.999)
+  assert config_lib.load(f"{spec}:modern").model == "resnet56"
+  smoke = config_lib.load(f"{spec}:modern,smoke")
+  assert smoke.dataset == "mnist5k" and smoke.num_steps == 8
+  assert (smoke.randaugment.num_ops, smoke.mixup.alpha, smoke.model_options.drop_path) == (
+      2, 0.1, 0.05)

@@ -5,6 +5,7 @@ import pytest
 from cnnjax import config as config_lib
 from cnnjax.errors import UserError
 from cnnjax.sweep import Sweep, chain, product, spec, variants, zipped
+from experiments import resnet_cifar
 
 ABLATIONS = "experiments/ablations.py"
 
@@ -67,7 +68,7 @@ def test_a_command_line_override_of_an_axis_is_refused(lenet):
 
 
 @pytest.mark.parametrize("name", ["activation", "pooling", "dropout", "batchnorm",
-                                  "depth_residual", "head"])
+                                  "depth_residual", "head", "recipe"])
 @pytest.mark.parametrize("smoke", [False, True])
 def test_every_course_ablation_expands_and_checks(name, smoke):
   arg = f"{name},smoke" if smoke else name
@@ -84,6 +85,22 @@ def test_the_depth_residual_variants_are_paper_names():
   assert list(plan.variants) == ["resnet20", "plain20", "resnet32", "plain32", "resnet44",
                                  "plain44", "resnet56", "plain56"]
   assert plan.variants["plain44"] == {"model": "resnet44", "model_options.residual": False}
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_the_recipe_ablation_switches_each_modern_part_on_alone(smoke):
+  """He et al.'s ResNet-20, then each part of resnet_cifar.py:modern alone, then all of them;
+  the smoke form only shortens the cosine part's warm-up to fit its 2 epochs."""
+  arg = "recipe,smoke" if smoke else "recipe"
+  config = config_lib.load(f"{ABLATIONS}:{arg}")
+  plan = spec.expand(spec.load(f"{ABLATIONS}:{arg}"), config)
+  assert (config.model, config.schedule.name, config.label_smoothing) == ("resnet20", "step", 0.0)
+  assert config.dataset == ("mnist5k" if smoke else "cifar10")
+  assert plan.baseline == "he2016" and plan.variants["he2016"] == {}
+  assert list(plan.variants) == ["he2016", *resnet_cifar.MODERN, "all"]
+  assert plan.variants["cutmix"] == {"cutmix.alpha": 1.0}
+  assert plan.variants["cosine"]["schedule.warmup_epochs"] == (0.25 if smoke else 5.0)
+  assert len(plan.variants["all"]) == sum(map(len, resnet_cifar.MODERN.values()))
 
 
 def test_an_experiment_without_get_sweep_is_an_error():

@@ -132,10 +132,12 @@ def test_mixup_cutmix_and_randaugment_resume_bit_identical(tmp_path, data_dir):
 
 
 def recipe_config(data_dir, **overrides):
-  """ResNet-20 on 8×8 digits with every optimisation part on: EMA with warm-up, drop path,
-  2 micro-batches, LARS with the polynomial schedule."""
+  """ResNet-20 on 8×8 digits with every recipe part on: RandAugment, mixup and CutMix (seed 0
+  mixes by both before and after step 4's checkpoint), EMA with warm-up, drop path, 2
+  micro-batches, LARS with the polynomial schedule."""
   return tiny_config(data_dir, **{
       "model": "resnet20", "model_options.drop_path": 0.2, "data.image_size": 8,
+      "randaugment.num_ops": 2, "mixup.alpha": 0.2, "cutmix.alpha": 1.0,
       "data.eval_split": "test[:96]", "batch_size": 16, "grad_accum_steps": 2,
       "ema.decay": 0.9, "ema.warmup": True, "optimizer.name": "lars",
       "optimizer.learning_rate": 2.0, "optimizer.weight_decay": 5e-5,
