@@ -50,7 +50,7 @@ class Run:
   # functions of them: the train step takes ``hyper`` as an argument and calls ``optimizer``.
   hyper: Mapping[str, Any]
   optimizer: Any  # (hyper) -> (schedule, tx)
-  program_key: str  # equal for runs whose compiled calls are the same (``calls.compiled``)
+  program_key: str  # equal for runs whose compiled calls are the same (``calls._cached``)
   label_smoothing: float
   train_mode: bool  # False for a linear probe: BatchNorm keeps the loaded statistics
   input_fn: Any
@@ -101,11 +101,11 @@ def _open_splits(data: splits.DataSettings, pre: Preprocessing | None):
   """``splits.open_splits``, kept for the next runs of this process (a sweep worker's runs
   decode a small dataset into memory once): keyed by what opening reads (the seed only where it
   picks images)."""
+  if pre is not None:
+    return splits.open_splits(data, pre)
   picks = data.train_per_class or data.dataset.startswith(image_folder.PREFIX)
   key = dataclasses.replace(data, batch_size=0, eval_batch_size=0, augment=augment.NONE,
                             num_threads=0, seed=data.seed if picks else 0)
-  if pre is not None:
-    return splits.open_splits(data, pre)
   if key not in _OPENED:
     _OPENED.clear()  # one dataset at a time: the splits in memory can be large
     _OPENED[key] = splits.open_splits(data, pre)
